@@ -1,0 +1,3 @@
+from kongctl.cli.root import main
+
+main()
