@@ -210,6 +210,9 @@ class KonnectClient:
                 raw = await self._send(method, base + path, json, params)
             except (aiohttp.ClientError, OSError) as exc:
                 if not self._may_retry_failure(exc, idempotent, attempt):
+                    logger.debug(
+                        "konnect unreachable method=%s path=%s error=%r", method, path, exc
+                    )
                     raise KonnectConnectionError(
                         f"cannot reach Konnect at {base}: {self._describe_failure(exc)}"
                     ) from None

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import aiohttp
 import pytest
 
 from kongctl.errors import ExecutionError, KonnectAPIError, KonnectError
@@ -150,3 +153,226 @@ async def test_other_delete_failures_are_not_waited_out(
         await scripted_api.delete_destination_when_free("d1", budget=5)
     assert caught.value.status == 403
     assert len(server.seen) == 1
+
+
+# Against the Konnect emulator.
+
+EMULATOR_AUTH = {"Authorization": "Bearer kpat_emulator"}
+
+
+@pytest.fixture
+async def emulator_url() -> AsyncIterator[str]:
+    app = pytest.importorskip("kongctl.emulator.app", reason="the Konnect emulator is not built")
+    # No generated events: these tests look at the API, not at deliveries.
+    running = await app.start_emulator(app.EmulatorConfig(event_rate=0, seed=7), port=0)
+    try:
+        yield running.url
+    finally:
+        await running.stop()
+
+
+@pytest.fixture
+async def api(emulator_url: str) -> AsyncIterator[AuditLogsAPI]:
+    app = pytest.importorskip("kongctl.emulator.app")
+    konnect = KonnectClient(
+        app.EMULATOR_TOKEN, base_url=emulator_url, backoff_base=0.01, backoff_max=0.05
+    )
+    async with konnect:
+        yield AuditLogsAPI(konnect)
+
+
+async def add_faults(emulator_url: str, *rules: dict[str, object]) -> None:
+    async with (
+        aiohttp.ClientSession(headers=EMULATOR_AUTH) as http,
+        http.post(f"{emulator_url}/_emulator/faults", json={"rules": list(rules)}) as answer,
+    ):
+        assert answer.status < 300, await answer.text()
+
+
+async def emulator_state(emulator_url: str) -> dict[str, Any]:
+    async with (
+        aiohttp.ClientSession(headers=EMULATOR_AUTH) as http,
+        http.get(f"{emulator_url}/_emulator/state") as answer,
+    ):
+        assert answer.status == 200, await answer.text()
+        state: dict[str, Any] = await answer.json()
+        return state
+
+
+async def create(api: AuditLogsAPI, name: str) -> dict[str, Any]:
+    return await api.create_destination(
+        name=name,
+        endpoint=f"https://listener.example/{name}",
+        log_format="json",
+        authorization="Bearer shared-secret",
+        skip_ssl_verification=False,
+    )
+
+
+def destination_ids(state: dict[str, Any]) -> set[str]:
+    return {d["id"] for d in state["destinations"]}
+
+
+async def test_fresh_region_has_an_unconfigured_webhook(api: AuditLogsAPI) -> None:
+    webhook = await api.get_webhook()
+    assert webhook["enabled"] is False
+    assert webhook["endpoint"] == "unconfigured"
+    assert await api.get_webhook_binding() is None
+    assert "webhook_status" in await api.get_webhook_status()
+
+
+async def test_destination_is_created_read_updated_and_deleted(api: AuditLogsAPI) -> None:
+    created = await create(api, "lifecycle")
+    assert created["name"] == "lifecycle"
+    assert "authorization" not in created
+
+    fetched = await api.get_destination(created["id"])
+    assert fetched["endpoint"] == "https://listener.example/lifecycle"
+
+    updated = await api.update_destination(created["id"], {"log_format": "cef"})
+    assert updated["log_format"] == "cef"
+
+    assert await api.delete_destination(created["id"]) in (200, 202, 204)
+    with pytest.raises(KonnectAPIError) as caught:
+        await api.get_destination(created["id"])
+    assert caught.value.status == 404
+    assert await api.delete_destination(created["id"]) == 404
+
+
+async def test_invalid_destination_is_refused_with_the_field_named(api: AuditLogsAPI) -> None:
+    with pytest.raises(KonnectAPIError) as caught:
+        await api.create_destination(
+            name="bad",
+            endpoint="not a url",
+            log_format="json",
+            authorization="Bearer x",
+            skip_ssl_verification=False,
+        )
+    assert caught.value.status == 400
+    assert "endpoint" in str(caught.value)
+
+
+async def test_webhook_is_bound_disabled_and_unbound(api: AuditLogsAPI) -> None:
+    destination = await create(api, "bound")
+
+    await api.bind_webhook(destination["id"])
+    assert await api.get_webhook_binding() == {
+        "audit_log_destination_id": destination["id"],
+        "enabled": True,
+    }
+    webhook = await api.get_webhook()
+    assert (webhook["enabled"], webhook["endpoint"]) == (True, destination["endpoint"])
+
+    assert (await api.disable_webhook())["enabled"] is False
+    assert await api.unbind_webhook() is True
+    assert await api.get_webhook_binding() is None
+    assert await api.unbind_webhook() is False
+
+
+async def test_webhook_is_configured_in_place_through_v2(api: AuditLogsAPI) -> None:
+    body = {"endpoint": "https://listener.example/v2", "authorization": "Bearer x"}
+    await api.update_webhook_v2({**body, "log_format": "json", "enabled": True})
+    webhook = await api.get_webhook()
+    assert (webhook["enabled"], webhook["endpoint"]) == (True, "https://listener.example/v2")
+
+
+async def test_destinations_are_listed_across_pages(api: AuditLogsAPI) -> None:
+    names = [f"dest-{n:02d}" for n in range(25)]
+    for name in names:
+        await create(api, name)
+
+    first, cursor = await api.list_destinations(page_size=10)
+    assert len(first) == 10 and cursor is not None
+    listed = [d["name"] async for d in api.iter_destinations(page_size=10)]
+    assert sorted(listed) == names
+
+
+async def test_destination_on_page_three_is_found_by_name(
+    api: AuditLogsAPI, emulator_url: str
+) -> None:
+    for n in range(25):
+        await create(api, f"dest-{n:02d}")
+
+    found = await api.find_destination_by_name("dest-23", page_size=10)
+
+    assert found is not None and found["name"] == "dest-23"
+    assert await api.find_destination_by_name("dest-2") is None
+
+
+async def test_destination_busy_twice_is_deleted_on_the_third_try(
+    api: AuditLogsAPI, emulator_url: str
+) -> None:
+    destination = await create(api, "busy")
+    await add_faults(
+        emulator_url,
+        {
+            "method": "DELETE",
+            "path": "/v3/audit-log-destinations/*",
+            "status": 409,
+            "detail": "destination is in use",
+            "times": 2,
+        },
+    )
+    waits: list[float] = []
+
+    status = await api.delete_destination_when_free(
+        destination["id"], budget=5, on_wait=waits.append
+    )
+
+    assert status in (200, 202, 204)
+    assert len(waits) == 2
+    assert destination["id"] not in destination_ids(await emulator_state(emulator_url))
+
+
+async def test_destination_bound_to_the_webhook_is_left_after_the_budget(
+    api: AuditLogsAPI, emulator_url: str
+) -> None:
+    destination = await create(api, "bound-forever")
+    await api.bind_webhook(destination["id"])
+
+    with pytest.raises(ExecutionError) as caught:
+        await api.delete_destination_when_free(destination["id"], budget=0.3)
+
+    assert f"destination {destination['id']} is still in use" in caught.value.message
+    assert "left in Konnect" in caught.value.message
+    assert destination["id"] in destination_ids(await emulator_state(emulator_url))
+
+
+async def test_transient_konnect_failures_are_retried(api: AuditLogsAPI, emulator_url: str) -> None:
+    await add_faults(
+        emulator_url,
+        {"method": "GET", "path": "/v2/audit-log-webhook", "status": 503, "times": 2},
+        {"method": "GET", "path": "/v2/audit-log-webhook/jwks.json", "reset": True, "times": 1},
+    )
+    assert (await api.get_webhook())["enabled"] is False
+    assert (await api.get_jwks())["keys"]
+
+
+async def test_replay_job_is_accepted_and_read_back(api: AuditLogsAPI) -> None:
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(hours=1)
+    start_at, end_at = (t.isoformat().replace("+00:00", "Z") for t in (start, end))
+
+    job = await api.put_replay_job(start_at, end_at)
+    assert job["status"] in ("accepted", "pending", "running", "completed")
+    read_back = await api.get_replay_job()
+    assert parse_time(read_back["start_at"]) == start
+    assert parse_time(read_back["end_at"]) == end
+
+
+async def test_signing_keys_are_ed25519(api: AuditLogsAPI) -> None:
+    jwks = await api.get_jwks()
+    assert jwks["keys"]
+    assert {(k["kty"], k["crv"]) for k in jwks["keys"]} == {("OKP", "Ed25519")}
+
+
+async def test_wrong_token_is_refused_with_a_hint(emulator_url: str) -> None:
+    async with KonnectClient("kpat_wrong", base_url=emulator_url) as konnect:
+        with pytest.raises(KonnectAPIError) as caught:
+            await AuditLogsAPI(konnect).get_webhook()
+    assert caught.value.status == 401
+    assert caught.value.hint and "--pat" in caught.value.hint
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
