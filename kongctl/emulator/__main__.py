@@ -1,0 +1,5 @@
+"""``python -m kongctl.emulator``: the konnect-emulator command."""
+
+from kongctl.emulator.cli import main
+
+main()
