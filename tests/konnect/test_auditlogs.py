@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from kongctl.emulator.app import EMULATOR_TOKEN, EmulatorConfig, start_emulator
 from kongctl.errors import ExecutionError, KonnectAPIError, KonnectError
 from kongctl.konnect.auditlogs import AuditLogsAPI, next_cursor
 from kongctl.konnect.client import KonnectClient
@@ -74,11 +75,12 @@ async def test_find_by_name_takes_only_an_exact_match(
 ) -> None:
     # A server whose filter matches loosely (prefix, case) must not fool the lookup.
     server.reply(200, page(["Listen", "listen-2"], after="c1"))
+    server.reply(200, page(["listen-3", "LISTEN"], after="c2"))
     server.reply(200, page(["listen"], after=None))
     found = await scripted_api.find_destination_by_name("listen", page_size=2)
 
     assert found == {"id": "id-listen", "name": "listen"}
-    assert server.seen[1].query["page[after]"] == "c1"
+    assert [s.query.get("page[after]") for s in server.seen] == [None, "c1", "c2"]
 
 
 async def test_find_by_name_without_a_match_is_none(
@@ -157,14 +159,13 @@ async def test_other_delete_failures_are_not_waited_out(
 
 # Against the Konnect emulator.
 
-EMULATOR_AUTH = {"Authorization": "Bearer kpat_emulator"}
+EMULATOR_AUTH = {"Authorization": f"Bearer {EMULATOR_TOKEN}"}
 
 
 @pytest.fixture
 async def emulator_url() -> AsyncIterator[str]:
-    app = pytest.importorskip("kongctl.emulator.app", reason="the Konnect emulator is not built")
     # No generated events: these tests look at the API, not at deliveries.
-    running = await app.start_emulator(app.EmulatorConfig(event_rate=0, seed=7), port=0)
+    running = await start_emulator(EmulatorConfig(event_rate=0, seed=7), port=0)
     try:
         yield running.url
     finally:
@@ -173,9 +174,8 @@ async def emulator_url() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def api(emulator_url: str) -> AsyncIterator[AuditLogsAPI]:
-    app = pytest.importorskip("kongctl.emulator.app")
     konnect = KonnectClient(
-        app.EMULATOR_TOKEN, base_url=emulator_url, backoff_base=0.01, backoff_max=0.05
+        EMULATOR_TOKEN, base_url=emulator_url, backoff_base=0.01, backoff_max=0.05
     )
     async with konnect:
         yield AuditLogsAPI(konnect)
@@ -287,15 +287,16 @@ async def test_destinations_are_listed_across_pages(api: AuditLogsAPI) -> None:
     assert sorted(listed) == names
 
 
-async def test_destination_on_page_three_is_found_by_name(
-    api: AuditLogsAPI, emulator_url: str
-) -> None:
+async def test_destination_on_page_three_is_found_by_name(api: AuditLogsAPI) -> None:
+    # The emulator honours filter[name][eq], so this pins the lookup against real cursors;
+    # test_find_by_name_takes_only_an_exact_match pins the scan when a filter is loose.
     for n in range(25):
         await create(api, f"dest-{n:02d}")
+    on_page_three = [d async for d in api.iter_destinations(page_size=10)][23]
 
-    found = await api.find_destination_by_name("dest-23", page_size=10)
+    found = await api.find_destination_by_name(on_page_three["name"], page_size=10)
 
-    assert found is not None and found["name"] == "dest-23"
+    assert found == on_page_three
     assert await api.find_destination_by_name("dest-2") is None
 
 
