@@ -14,6 +14,7 @@ that is someone asking it to stop.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 READY_FD_ENV = "KONGCTL_DETACH_READY_FD"
 DETACHED_ENV = "KONGCTL_DETACHED"
 LOG_TAIL_LINES = 20
+_BOOL_WORDS = frozenset({"1", "0", "true", "false", "t", "f", "yes", "no", "y", "n", "on", "off"})
 # After a failed start the child is usually on its way out; give it this long to finish.
 _EXIT_GRACE = 5.0
 # A child that missed its readiness deadline gets this long to release Konnect and exit.
@@ -63,16 +65,28 @@ class DetachResult:
 
 
 def strip_detach_flags(args: Sequence[str]) -> list[str]:
-    """``args`` without ``-d``, ``--detach`` and ``--detach=...`` (before a ``--``)."""
+    """``args`` without ``-d``, ``--detach [BOOL]`` and ``--detach=...`` (before a ``--``)."""
     kept: list[str] = []
+    skip_bool = False
     for index, arg in enumerate(args):
+        if skip_bool and arg.lower() in _BOOL_WORDS:
+            skip_bool = False
+            continue
+        skip_bool = False
         if arg == "--":
             kept.extend(args[index:])
             break
         if arg in ("-d", "--detach") or arg.startswith("--detach="):
+            skip_bool = arg == "--detach"  # `--detach true` gives the flag a separate value
             continue
         kept.append(arg)
     return kept
+
+
+def is_detached_child() -> bool:
+    """Whether this process is a listener started by ``spawn_detached``."""
+    # The session check keeps programs the listener might start from counting as detached.
+    return os.environ.get(DETACHED_ENV) == "1" and os.getsid(0) == os.getpid()
 
 
 def spawn_detached(
@@ -126,6 +140,9 @@ def _start_child(command: list[str], log_dir: Path) -> tuple[int, Path, int]:
     # The log is named after the child's pid, known only once it runs: open a temporary name
     # and rename it afterwards. The child keeps writing to the same open file.
     log_fd, startup_log = tempfile.mkstemp(prefix="kongctl-listener-starting-", dir=log_dir)
+    # Append mode: the listener's own log handler writes to the same file, and writes
+    # at two independent offsets would overwrite each other.
+    fcntl.fcntl(log_fd, fcntl.F_SETFL, fcntl.fcntl(log_fd, fcntl.F_GETFL) | os.O_APPEND)
     read_fd, write_fd = os.pipe()
     try:
         os.set_inheritable(write_fd, True)
@@ -140,7 +157,10 @@ def _start_child(command: list[str], log_dir: Path) -> tuple[int, Path, int]:
 
     log_file = log_dir / f"kongctl-listener-{pid}.log"
     try:
-        os.replace(startup_log, log_file)
+        # A link, not a rename: should the listener have created its log file already,
+        # that file must not be replaced under its open handler.
+        os.link(startup_log, log_file)
+        os.unlink(startup_log)
     except OSError as exc:
         log.warning("log file rename failed path=%s error=%s", startup_log, exc)
         log_file = Path(startup_log)

@@ -21,11 +21,13 @@ from kongctl.processes.detach import DetachResult, spawn_detached
 STAND_IN = r"""
 import os, signal, sys, time
 from pathlib import Path
-from kongctl.processes.detach import remove_own_record, report_failed, report_ready
+from kongctl.processes.detach import (
+    is_detached_child, remove_own_record, report_failed, report_ready,
+)
 
 mode, config_dir = sys.argv[1], Path(sys.argv[2])
 stop_delay = float(os.environ.get("STAND_IN_STOP_DELAY", "0"))
-print("stand-in starting", flush=True)
+print(f"stand-in starting detached={is_detached_child()}", flush=True)
 print("stand-in stderr line", file=sys.stderr, flush=True)
 for number in range(int(os.environ.get("STAND_IN_LOG_LINES", "0"))):
     print(f"log line {number}", flush=True)
@@ -65,6 +67,11 @@ def wait_for(condition: Callable[[], Any], timeout: float = 5.0) -> Any:
             return value
         time.sleep(0.02)
     raise AssertionError("condition not met in time")
+
+
+def wait_for_exec(pid: int) -> None:
+    """Wait until a new process shows its own command line (empty while it execs)."""
+    wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes())
 
 
 def pid_alive(pid: int) -> bool:

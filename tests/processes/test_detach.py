@@ -15,8 +15,10 @@ import pytest
 
 from kongctl.errors import ExecutionError
 from kongctl.processes.detach import (
+    DETACHED_ENV,
     READY_FD_ENV,
     DetachResult,
+    is_detached_child,
     remove_own_record,
     report_failed,
     report_ready,
@@ -42,6 +44,8 @@ Detach = Callable[..., DetachResult]
         (["listen", "-d"], ["listen"]),
         (["--detach=true", "listen"], ["listen"]),
         (["listen", "--", "-d"], ["listen", "--", "-d"]),
+        (["listen", "--detach", "true", "audit-logs"], ["listen", "audit-logs"]),
+        (["listen", "--detach", "audit-logs"], ["listen", "audit-logs"]),
     ],
 )
 def test_detach_flags_are_not_passed_to_the_child(argv: list[str], kept: list[str]) -> None:
@@ -89,7 +93,7 @@ def test_child_output_goes_to_a_log_file_named_after_its_pid(
 
     assert result.log_file == config_dir / "logs" / f"kongctl-listener-{result.pid}.log"
     text = result.log_file.read_text()
-    assert "stand-in starting" in text
+    assert "stand-in starting detached=True" in text
     assert "stand-in stderr line" in text
     assert [p.name for p in result.log_file.parent.iterdir()] == [result.log_file.name]
 
@@ -171,6 +175,15 @@ def test_sighup_to_the_parent_process_group_leaves_the_child_running(config_dir:
             time.sleep(0.02)
     finally:
         terminate(child, timeout=5, expected_start_ticks=None)
+
+
+def test_a_process_outside_its_own_session_is_not_a_detached_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(DETACHED_ENV, "1")
+
+    assert os.getsid(0) != os.getpid()
+    assert is_detached_child() is False
 
 
 def test_reporting_is_a_no_op_outside_a_detached_child(monkeypatch: pytest.MonkeyPatch) -> None:
