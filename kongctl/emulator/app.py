@@ -169,8 +169,10 @@ class RunningEmulator:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        await self.emulator.require_deliverer().close()
+        # Handlers still waiting on a delivery get SHUTDOWN_TIMEOUT to finish before the
+        # delivery session goes away under them.
         await self._runner.cleanup()
+        await self.emulator.require_deliverer().close()
         logger.info("emulator stopped url=%s", self.url)
 
     async def __aenter__(self) -> Self:
