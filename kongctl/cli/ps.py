@@ -277,35 +277,41 @@ def _stop_text(results: Sequence[dict[str, Any]]) -> str:
 def logs(ctx: click.Context, pid: int, follow: bool, lines: int) -> None:
     """Print the log of a detached listener."""
     cli = cli_context()
-    record = _record_of(cli.config_dir, pid)
-    if not record.log_file:
-        raise ExecutionError(f"the process record of pid {pid} names no log file")
+    log_file, record = _log_source(cli.config_dir, pid)
     sys.stdout.flush()
     out = sys.stdout.buffer
     try:
-        handle = open(record.log_file, "rb")  # noqa: SIM115 - closed below, after following
+        handle = open(log_file, "rb")  # noqa: SIM115 - closed below, after following
     except OSError as exc:
-        raise ExecutionError(f"cannot read log file {record.log_file}: {exc.strerror}") from None
+        raise ExecutionError(f"cannot read log file {log_file}: {exc.strerror}") from None
     with handle:
         handle.seek(_tail_start(handle, lines))
         _copy_available(handle, out)
-        if follow:
+        if follow and record is not None:
             try:
                 _follow(handle, out, record)
             except KeyboardInterrupt:
                 ctx.exit(130)
 
 
-def _record_of(config_dir: Path, pid: int) -> ProcessRecord:
+def _log_source(config_dir: Path, pid: int) -> tuple[Path, ProcessRecord | None]:
+    """The log file of ``pid``, and its record while the listener is still recorded."""
     path = record_path(config_dir, pid)
     try:
-        return read_record(path)
+        record = read_record(path)
     except FileNotFoundError:
+        # A cleanly stopped listener takes its record with it but leaves its log behind.
+        leftover = config_dir / "logs" / f"kongctl-listener-{pid}.log"
+        if leftover.is_file():
+            return leftover, None
         raise ExecutionError(
             f"no process record for pid {pid}", hint="`kongctl ps` lists detached processes"
         ) from None
     except (OSError, ValueError) as exc:
         raise ExecutionError(f"cannot read process record {path}: {exc}") from None
+    if not record.log_file:
+        raise ExecutionError(f"the process record of pid {pid} names no log file")
+    return Path(record.log_file), record
 
 
 def _tail_start(handle: BinaryIO, count: int) -> int:

@@ -288,6 +288,18 @@ def test_logs_of_a_pid_without_record_fail(config_dir: Path) -> None:
     assert result.stderr.startswith("Error: no process record for pid")
 
 
+def test_log_of_a_stopped_listener_is_still_readable(
+    detach_stand_in: Detach, config_dir: Path
+) -> None:
+    stopped = detach_stand_in()
+    assert kongctl("ps", "stop", str(stopped.pid)).returncode == 0
+
+    result = invoke("ps", "logs", str(stopped.pid), "-n", "1", "--follow")
+
+    assert result.exit_code == 0
+    assert result.stdout == "stand-in stopped\n"
+
+
 def test_following_logs_ends_when_the_listener_exits(detach_stand_in: Detach) -> None:
     running = detach_stand_in(log_lines=2)
     follower = subprocess.Popen(
