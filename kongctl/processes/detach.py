@@ -127,7 +127,8 @@ def spawn_detached(
         error = str(message.get("error") or "the listener reported an unknown status")
         raise ExecutionError(
             f"detached listener (pid {pid}) failed to start: {error}",
-            hint=f"see the log file {log_file}; the process record {record_file} is kept",
+            hint=f"see the log file {log_file}; the process record {record_file} is kept"
+            f" until `kongctl ps stop {pid}`",
         )
     info = {k: v for k, v in message.items() if k != "status"}
     _record_ready_info(config_dir, record_file, info)
@@ -138,7 +139,7 @@ def spawn_detached(
 def _start_child(command: list[str], log_dir: Path) -> tuple[int, Path, int]:
     """Spawn the child; returns its pid, its log file and the read end of the ready pipe."""
     # The log is named after the child's pid, known only once it runs: open a temporary name
-    # and rename it afterwards. The child keeps writing to the same open file.
+    # and give the file its real name afterwards. The child keeps writing to the same file.
     log_fd, startup_log = tempfile.mkstemp(prefix="kongctl-listener-starting-", dir=log_dir)
     # Append mode: the listener's own log handler writes to the same file, and writes
     # at two independent offsets would overwrite each other.
