@@ -1,0 +1,329 @@
+"""The record file: durable JSONL appends with group commit, torn-line repair, and state files.
+
+Records are stored exactly as received, one per line, in ``events.jsonl`` under the profile's
+store directory. An append returns only once its lines are on disk (fdatasync), so the receiver
+can acknowledge a batch knowing a crash cannot lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import queue
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kongctl.auditlogs.throttle import LogThrottle
+from kongctl.errors import ExecutionError
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE_PROFILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+_REPAIR_CHUNK = 64 * 1024
+_ERROR_LOG_INTERVAL = 10.0
+
+# The errors a full, read-only or forbidden disk produces; they get a hint, not a traceback.
+_DISK_HINTS = {
+    errno.ENOSPC: "free some disk space; appends succeed again once there is room",
+    errno.EDQUOT: "the disk quota is exhausted; appends succeed again once there is room",
+    errno.EFBIG: "the file size limit (ulimit -f) is reached; move the record file away",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "check the permissions of the store directory",
+    errno.EPERM: "check the permissions of the store directory",
+}
+
+Listener = Callable[[Sequence[bytes]], None]
+# One queued append and the future its caller awaits. Empty appends never queue, so an entry
+# without records is the close request.
+_Pending = tuple[Sequence[bytes], "asyncio.Future[None]"]
+
+
+class StoreError(ExecutionError):
+    """The record file could not be opened or written; nothing of the failed append is kept."""
+
+
+def profile_store_dir(config_dir: Path, profile: str) -> Path:
+    """Return the store directory of a profile, its name reduced to ``[A-Za-z0-9._-]``."""
+    name = _UNSAFE_PROFILE_CHARS.sub("_", profile)
+    # "." and ".." would point at the audit-logs directory itself or above it.
+    if name.strip(".") == "":
+        name = name.replace(".", "_") or "_"
+    return config_dir / "audit-logs" / name
+
+
+def write_state_file(path: Path, data: Mapping[str, Any]) -> None:
+    """Replace ``path`` atomically with ``data`` as indented JSON, mode 0600.
+
+    A reader sees the old or the new file, never a half-written one, even across a crash.
+    """
+    text = json.dumps(data, indent=2) + "\n"
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise _store_error(f"cannot write {path}", exc) from exc
+
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        _remove_quietly(tmp_name)
+        raise _store_error(f"cannot write {path}", exc) from exc
+
+
+class EventStore:
+    """The append-only record file of one profile.
+
+    Appends are handed to one writer thread. While it writes and syncs a group, later appends
+    queue up and go out together in the next group: one write and one fdatasync for many
+    requests, so throughput is not capped at one disk sync per batch.
+    """
+
+    def __init__(self, directory: Path, filename: str = "events.jsonl") -> None:
+        self.directory = directory
+        self.path = directory / filename
+        self.records_written = 0
+        self.bytes_written = 0
+        self.fsyncs = 0
+        self._fd = -1
+        # Every byte below _size is a whole line that has been synced.
+        self._size = 0
+        # A failed group could not be cut back; the next group must retry that first.
+        self._needs_cut = False
+        self._failing = False
+        self._closing = False
+        self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._listeners: list[Listener] = []
+        self._error_log = LogThrottle(logger, _ERROR_LOG_INTERVAL)
+
+    def open(self) -> int:
+        """Create or open the record file, repair a torn last line, and start the writer.
+
+        Returns the number of bytes dropped from a line a crash left unfinished.
+        """
+        if self._fd >= 0:
+            raise RuntimeError("event store is already open")
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise _store_error(f"cannot open event store {self.path}", exc) from exc
+
+        try:
+            os.fchmod(fd, 0o600)
+            dropped = self._repair_torn_tail(fd)
+            # The file's directory entry must survive a crash as well as its content.
+            _fsync_dir(self.directory)
+            self._size = os.fstat(fd).st_size
+        except OSError as exc:
+            os.close(fd)
+            raise _store_error(f"cannot open event store {self.path}", exc) from exc
+
+        self._fd = fd
+        self._closing = False
+        self._writer = threading.Thread(
+            target=self._run_writer, name="event-store-writer", daemon=True
+        )
+        self._writer.start()
+        logger.debug("event store opened path=%s size=%d", self.path, self._size)
+        return dropped
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback`` on the event loop with each durably written group, in file order."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        self._listeners.remove(callback)
+
+    async def append(self, records: Sequence[bytes]) -> None:
+        """Append ``records`` (lines without their newline) and return once they are synced.
+
+        The records of one call stay contiguous in the file, and calls land in call order.
+        Raises StoreError when the disk refuses the write; then none of them are kept.
+        """
+        if self._fd < 0 or self._closing:
+            raise StoreError(f"event store {self.path} is closed")
+        if not records:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put((records, future))
+        await future
+
+    async def close(self) -> None:
+        """Write what is queued, then stop the writer and close the file."""
+        if self._fd < 0 or self._closing or self._writer is None:
+            return
+        self._closing = True
+        done = asyncio.get_running_loop().create_future()
+        self._queue.put(((), done))
+        await done
+        self._writer.join()
+        self._writer = None
+        logger.debug(
+            "event store closed path=%s records=%d fsyncs=%d",
+            self.path,
+            self.records_written,
+            self.fsyncs,
+        )
+
+    def _repair_torn_tail(self, fd: int) -> int:
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return 0
+
+        keep = 0
+        end = size
+        while end > 0:
+            start = max(0, end - _REPAIR_CHUNK)
+            newline = os.pread(fd, end - start, start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+
+        dropped = size - keep
+        logger.warning("event store torn last line dropped path=%s bytes=%d", self.path, dropped)
+        return dropped
+
+    def _run_writer(self) -> None:
+        pending = self._queue
+        while True:
+            group = [pending.get()]
+            while True:
+                try:
+                    group.append(pending.get_nowait())
+                except queue.Empty:
+                    break
+
+            closer = group.pop() if not group[-1][0] else None
+            if group:
+                try:
+                    error: Exception | None = self._write_group(group)
+                except (
+                    Exception
+                ) as exc:  # a record that is not bytes: fail its group, not the writer
+                    error = exc
+                _call_soon(group[0][1], self._finish_group, group, error)
+            if closer is not None:
+                os.close(self._fd)
+                self._fd = -1
+                _call_soon(closer[1], _resolve, closer[1])
+                return
+
+    def _write_group(self, group: list[_Pending]) -> OSError | None:
+        lines: list[bytes] = []
+        for records, _ in group:
+            lines += records
+        lines.append(b"")  # the join then ends with the last line's newline, without a copy
+        data = b"\n".join(lines)
+
+        fd = self._fd
+        try:
+            if self._needs_cut:
+                os.ftruncate(fd, self._size)
+                self._needs_cut = False
+            view = memoryview(data)
+            written = 0
+            while written < len(data):
+                written += os.write(fd, view[written:])
+            os.fdatasync(fd)
+        except OSError as exc:
+            self._cut_back(fd)
+            return exc
+
+        self._size += len(data)
+        self.bytes_written += len(data)
+        self.records_written += len(lines) - 1
+        self.fsyncs += 1
+        return None
+
+    def _cut_back(self, fd: int) -> None:
+        # A short write leaves part of a line; without the cut, the next group would be glued
+        # onto it and corrupt a record.
+        try:
+            os.ftruncate(fd, self._size)
+        except OSError:
+            self._needs_cut = True
+
+    def _finish_group(self, group: list[_Pending], error: Exception | None) -> None:
+        if error is not None:
+            self._fail_group(group, error)
+            return
+
+        if self._failing:
+            self._failing = False
+            logger.info("event store writable again path=%s", self.path)
+        if self._listeners:
+            self._notify([line for records, _ in group for line in records])
+        for _, future in group:
+            if not future.done():
+                future.set_result(None)
+
+    def _fail_group(self, group: list[_Pending], error: Exception) -> None:
+        self._failing = True
+        reason = error.strerror if isinstance(error, OSError) else repr(error)
+        self._error_log.log(
+            logging.ERROR,
+            "event store write failed path=%s error=%s appends=%d",
+            self.path,
+            reason,
+            len(group),
+        )
+        for _, future in group:
+            if future.done():
+                continue
+            if isinstance(error, OSError):
+                future.set_exception(_store_error(f"cannot write to {self.path}", error))
+            else:
+                future.set_exception(StoreError(f"cannot write to {self.path}: {reason}"))
+
+    def _notify(self, records: list[bytes]) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(records)
+            except Exception:
+                logger.exception("event store listener failed")
+
+
+def _store_error(action: str, exc: OSError) -> StoreError:
+    reason = exc.strerror or str(exc)
+    return StoreError(f"{action}: {reason}", hint=_DISK_HINTS.get(exc.errno or 0))
+
+
+def _call_soon(future: asyncio.Future[None], callback: Callable[..., None], *args: Any) -> None:
+    # A closed loop raises RuntimeError: nobody is waiting for the answer any more.
+    with contextlib.suppress(RuntimeError):
+        future.get_loop().call_soon_threadsafe(callback, *args)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_quietly(name: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name)
