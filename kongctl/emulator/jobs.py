@@ -41,7 +41,9 @@ class EventPump:
             next_event_at = self._make_due_events(current, next_event_at, interval)
             if self._flush_due(current):
                 await self._flush()
-            wake_at = min(next_event_at, self._oldest_pending + FLUSH_INTERVAL)
+            wake_at = next_event_at
+            if self._pending:
+                wake_at = min(wake_at, self._oldest_pending + FLUSH_INTERVAL)
             await asyncio.sleep(max(0.0, wake_at - loop.time()))
 
     def _make_due_events(self, current: float, next_event_at: float, interval: float) -> float:

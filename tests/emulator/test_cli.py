@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -99,3 +100,19 @@ def test_console_script_is_installed() -> None:
     result = subprocess.run([found, "--help"], capture_output=True, text=True, timeout=20)
     assert result.returncode == 0
     assert "--event-rate" in result.stdout
+
+
+def test_console_script_prints_the_line_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "konnect-emulator"
+    process = subprocess.Popen(
+        [str(script), "--port", "0", "--event-rate", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    with process.stdout:
+        line = process.stdout.readline()
+        assert re.fullmatch(r"konnect-emulator listening on http://127\.0\.0\.1:\d+\n", line)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0

@@ -300,3 +300,18 @@ async def test_destination_bound_to_webhook_is_in_use(
         assert answer.status == 204
     async with api.delete(f"/v3/audit-log-destinations/{created['id']}") as answer:
         assert answer.status == 204
+
+
+@pytest.mark.parametrize("version", ["v2", "v3"])
+async def test_full_lifecycle_in_each_version(api: aiohttp.ClientSession, version: str) -> None:
+    base = f"/{version}/audit-log-destinations"
+    created = await create_destination(api, version, name="life")
+    async with api.get(base, params={"filter[name][eq]": "life"}) as answer:
+        assert [d["id"] for d in (await answer.json())["data"]] == [created["id"]]
+    async with api.patch(f"{base}/{created['id']}", json={"log_format": "cps"}) as answer:
+        assert answer.status == 200
+        assert (await answer.json())["log_format"] == "cps"
+    async with api.delete(f"{base}/{created['id']}") as answer:
+        assert answer.status == 204
+    async with api.get(base) as answer:
+        assert (await answer.json())["data"] == []
