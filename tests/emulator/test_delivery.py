@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 
@@ -283,3 +285,11 @@ async def test_ca_file_makes_a_private_ca_trusted(tls_ca: trustme.CA, tmp_path: 
         await runner.cleanup()
     assert result["status"] == 202
     assert hits == [1]
+
+
+async def test_the_record_pump_sleeps_between_events() -> None:
+    async with running_emulator(event_rate=1):
+        started = time.process_time()
+        await asyncio.sleep(0.5)
+        busy = time.process_time() - started
+    assert busy < 0.25
