@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check kongctl tests
-	$(BIN)/ruff check kongctl tests
+	$(BIN)/ruff format --check kongctl tests scripts
+	$(BIN)/ruff check kongctl tests scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy kongctl
@@ -24,7 +24,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m kongctl.demo
+	$(BIN)/python scripts/demo.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
