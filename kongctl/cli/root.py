@@ -29,6 +29,13 @@ _COMMANDS = {
     ),
     "tail": ("kongctl.cli.listen", "tail", "Receive audit-log events and stream them to stdout."),
     "ps": ("kongctl.cli.ps", "ps", "List, stop and read the logs of detached listeners."),
+    "get": (
+        "kongctl.cli.get",
+        "get",
+        "Show destinations, the webhook, replay jobs, stored events.",
+    ),
+    "delete": ("kongctl.cli.delete", "delete", "Delete a destination or release the webhook."),
+    "replay": ("kongctl.cli.replay", "replay", "Ask Konnect to re-send past audit-log events."),
 }
 _GLOBAL_KEYS = ("profile", "config_file", "output", "log_level", "log_file")
 
