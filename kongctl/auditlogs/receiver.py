@@ -85,7 +85,7 @@ class ReceiverStats:
     rejected: Counter[int] = field(default_factory=Counter)
 
 
-class Reject(Exception):
+class _Reject(Exception):
     """Ends a request with an error status; the message is safe to show the client."""
 
     def __init__(self, status: int, message: str, *, close: bool = False) -> None:
@@ -224,23 +224,23 @@ class Receiver:
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         try:
             return await self._accept_batch(request)
-        except Reject as rejection:
+        except _Reject as rejection:
             return self._answer_rejection(request, rejection)
         except Exception:
             logger.exception("request handling failed")
-            return self._answer_rejection(request, Reject(500, "internal error", close=True))
+            return self._answer_rejection(request, _Reject(500, "internal error", close=True))
 
     async def _accept_batch(self, request: web.BaseRequest) -> web.StreamResponse:
         config = self._config
         if request.raw_path.partition("?")[0] != config.path:
-            raise Reject(404, "not found")
+            raise _Reject(404, "not found")
         if request.method != "POST":
-            raise Reject(405, "method not allowed")
+            raise _Reject(405, "method not allowed")
         if not self._authorized(request):
-            raise Reject(401, "unauthorized")
+            raise _Reject(401, "unauthorized")
         declared = request.content_length
         if declared is not None and declared > config.max_body_bytes:
-            raise Reject(413, "request body too large", close=True)
+            raise _Reject(413, "request body too large", close=True)
 
         if request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -250,7 +250,7 @@ class Receiver:
         try:
             await self._store.append(records)
         except StoreError as exc:
-            raise Reject(500, "the batch could not be stored") from exc
+            raise _Reject(500, "the batch could not be stored") from exc
 
         stats = self.stats
         stats.batches += 1
@@ -276,26 +276,26 @@ class Receiver:
                 while chunk := await content.readany():
                     size += len(chunk)
                     if size > limit:
-                        raise Reject(413, "request body too large", close=True)
+                        raise _Reject(413, "request body too large", close=True)
                     chunks.append(chunk)
         except TimeoutError:
-            raise Reject(408, "request body timeout", close=True) from None
+            raise _Reject(408, "request body timeout", close=True) from None
         except (web.RequestPayloadError, ConnectionError) as exc:
-            raise Reject(400, "unreadable request body", close=True) from exc
+            raise _Reject(400, "unreadable request body", close=True) from exc
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _decode(self, raw: bytes, content_encoding: str | None) -> list[bytes]:
         try:
             payload = decode_body(raw, content_encoding, self._config.max_body_bytes)
         except PayloadTooLarge:
-            raise Reject(413, "decoded payload too large") from None
+            raise _Reject(413, "decoded payload too large") from None
         except UnsupportedEncoding:
-            raise Reject(415, "unsupported content-encoding") from None
+            raise _Reject(415, "unsupported content-encoding") from None
         except BadPayload:
-            raise Reject(400, "invalid gzip body") from None
+            raise _Reject(400, "invalid gzip body") from None
         return split_records(payload)
 
-    def _answer_rejection(self, request: web.BaseRequest, rejection: Reject) -> web.Response:
+    def _answer_rejection(self, request: web.BaseRequest, rejection: _Reject) -> web.Response:
         self._count_rejection(rejection.status, rejection.message, request)
         response = web.json_response({"error": rejection.message}, status=rejection.status)
         if rejection.status == 405:

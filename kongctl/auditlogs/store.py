@@ -116,8 +116,11 @@ class EventStore:
         if self._fd >= 0:
             raise RuntimeError("event store is already open")
         try:
+            created = not self.directory.exists()
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.directory, 0o700)
+            if created:
+                _fsync_dir(self.directory.parent)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise _store_error(f"cannot open event store {self.path}", exc) from exc
@@ -214,9 +217,8 @@ class EventStore:
             if group:
                 try:
                     error: Exception | None = self._write_group(group)
-                except (
-                    Exception
-                ) as exc:  # a record that is not bytes: fail its group, not the writer
+                except Exception as exc:
+                    # A record that is not bytes fails its own group, never the writer thread.
                     error = exc
                 _call_soon(group[0][1], self._finish_group, group, error)
             if closer is not None:
