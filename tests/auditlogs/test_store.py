@@ -234,7 +234,7 @@ async def test_close_writes_pending_appends_and_refuses_later_ones(tmp_path: Pat
 
 
 async def test_records_that_are_not_bytes_fail_their_append_only(store: EventStore) -> None:
-    with pytest.raises(StoreError):
+    with pytest.raises(TypeError):
         await store.append(["text"])  # type: ignore[list-item]
     await store.append([b"fine"])
     assert store.path.read_bytes() == b"fine\n"
@@ -345,3 +345,11 @@ def test_stored_bytes_are_exactly_the_appended_records(appends: list[list[bytes]
     with tempfile.TemporaryDirectory() as directory:
         stored = asyncio.run(scenario(Path(directory)))
     assert stored == b"".join(record + b"\n" for records in appends for record in records)
+
+
+async def test_a_group_larger_than_one_vectored_write_is_stored_in_order(
+    store: EventStore,
+) -> None:
+    appends = [[b"%d" % n] for n in range(3000)]
+    await asyncio.gather(*(store.append(records) for records in appends))
+    assert store.path.read_bytes() == b"".join(b"%d\n" % n for n in range(3000))
