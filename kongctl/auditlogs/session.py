@@ -80,6 +80,9 @@ class ListenSession:
 
     async def run(self) -> None:
         """Listen until a signal or a closed tail, then clean up; raises on failure."""
+        # Past a file-size limit, writes must fail with EFBIG (a 500 and no partial line)
+        # instead of the default SIGXFSZ killing the listener.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         self._task = asyncio.current_task()
         self._install_signal_handlers()
         try:
