@@ -45,6 +45,8 @@ def start_emulator(env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
         "3",
         "--batch-size",
         "3",
+        "--log-level",
+        "warning",
     ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert process.stdout is not None
