@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Konnect keeps audit logs replayable for 7 days.
+# Konnect replays audit logs of the last 7 days only.
 MAX_AGE = timedelta(days=7)
 # An end a little ahead of this clock is a skewed "now", not a mistake.
 CLOCK_SKEW = timedelta(seconds=60)
@@ -228,8 +228,8 @@ def audit_logs(
 ) -> None:
     """Re-send the audit-log events of a past time range to the regional webhook.
 
-    Konnect keeps events for 7 days. Times are RFC 3339 (2026-12-01T10:00:00Z), a duration
-    meaning that long ago (90m, 36h, 7d), or "now". Also spelled audit-log or al.
+    Konnect replays the last 7 days at most. Times are RFC 3339 (2026-12-01T10:00:00Z), a
+    duration meaning that long ago (90m, 36h, 7d), or "now". Also spelled audit-log or al.
     """
     ctx = cli_context()
     output = ctx.output
