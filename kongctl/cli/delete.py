@@ -62,12 +62,13 @@ async def delete_destination(
     destination = await find_destination(api, reference)
     destination_id = str(destination["id"])
     name = str(destination.get("name", ""))
-    binding = await api.get_webhook_binding()
-    in_use = binding is not None and binding.get("audit_log_destination_id") == destination_id
+    binding = await api.get_webhook_binding() or {}
+    in_use = binding.get("audit_log_destination_id") == destination_id
     if in_use and not force:
+        enabled = "true" if binding.get("enabled") else "false"
         raise ExecutionError(
             f'audit-log destination {destination_id} ("{name}") is used by the regional '
-            f"audit-log webhook (enabled={str(bool(binding and binding.get('enabled'))).lower()})",
+            f"audit-log webhook (enabled={enabled})",
             hint="stop the listener that uses it, or pass --force to release the webhook "
             "and delete the destination",
         )
@@ -88,10 +89,10 @@ async def release_regional_webhook(api: AuditLogsAPI) -> dict[str, Any]:
         # Konnect may keep an in-place (v2) endpoint after the binding is gone; `listen`
         # would then still refuse the region, so say so instead of claiming success.
         if after.get("enabled") or endpoint.lower() != UNCONFIGURED:
+            enabled = "true" if after.get("enabled") else "false"
             raise ExecutionError(
-                "the regional audit-log webhook is disabled, but Konnect still shows it "
-                f"configured (enabled={str(bool(after.get('enabled'))).lower()}, "
-                f"endpoint={endpoint})",
+                "the regional audit-log webhook was released, but Konnect still shows it "
+                f"configured (enabled={enabled}, endpoint={endpoint})",
                 hint="clear the webhook in Konnect's organization settings",
             )
     return {

@@ -18,7 +18,6 @@ from kongctl.cli.get import (
     AliasGroup,
     add_resource,
     call_konnect,
-    cell,
     fields_text,
     konnect_options,
 )
@@ -279,7 +278,7 @@ def _job_text(job: Mapping[str, Any], *, waited: bool) -> str:
             ("from", job.get("start_at")),
             ("to", job.get("end_at")),
             ("status", status),
-            ("updated", cell(job.get("updated_at"))),
+            ("updated", job.get("updated_at")),
         ]
     )
     lines = [title, *(f"  {line}" for line in rows.splitlines())]
