@@ -1,232 +1,363 @@
-"""Ingest micro-benchmark: concurrent senders POST gzip batches to a real receiver and store.
+"""Durable ingest: a real ``kongctl listen`` under 16 concurrent senders, checked on disk after.
 
-The receiver runs in its own process (as in production), the senders in this one. At the end
-the record file is checked: every acknowledged batch is on disk exactly once, its lines
-contiguous and in order.
+The listener runs as in production (``python -m kongctl listen`` against the Konnect emulator)
+with its record file in a temporary config home. wrk, with bench/ingest.lua, keeps 16
+connections busy POSTing distinct gzip batches of 100 realistic records for a fixed time; each
+connection remembers which batches were acknowledged. Without wrk a Python sender does the same
+(slower, and sharing the two cores with the listener, which the output says).
 
-    .venv/bin/python bench/ingest.py --senders 16 --seconds 5
+Afterwards every acknowledged batch must be in the record file exactly as often as it was
+acknowledged (a batch whose answer was cut off at the end may also be there), its 100 lines
+contiguous and in order. In the same run, the disk's ceiling for one fsync per request: a
+single writer appending the same batch with an fdatasync after each, as the store syncs.
+
+    .venv/bin/python bench/ingest.py --seconds 10
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
 import json
 import os
-import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import aiohttp
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from records import batch_tags, distinct_records, gzip_body, tagged_batch
 
-from kongctl.auditlogs.receiver import Receiver, ReceiverConfig, bind_listen_socket
-from kongctl.auditlogs.store import EventStore
-
+TOKEN = "kpat_bench"
 AUTHORIZATION = "Bearer bench-secret"
 PATH = "/audit-logs"
-_BATCH_TAG = re.compile(rb'^\{"batch": (\d+), "index": (\d+),')
+LUA_SCRIPT = Path(__file__).resolve().parent / "ingest.lua"
 
 
-def make_batch(batch: int, records: int) -> list[bytes]:
-    """Records shaped like Konnect audit logs, about 500 bytes each, tagged for checking."""
-    return [
-        json.dumps(
-            {
-                "batch": batch,
-                "index": index,
-                "event_ts": "2024-05-01T12:00:00.123Z",
-                "event_product": "Konnect",
-                "event_class_id": "auth",
-                "event_action": "login",
-                "event_outcome": "success",
-                "principal_id": os.urandom(16).hex(),
-                "org_id": "8a5b7f2e-0c3f-4b2c-9a7e-6a6b0f0f7d11",
-                "trace_id": 6891110586028963295 + index,
-                "client_ip": "203.0.113.7",
-                "request": {
-                    "method": "GET",
-                    "path": f"/v2/control-planes/{os.urandom(8).hex()}/core-entities",
-                    "status": 200,
-                    "query": "page[size]=100&page[number]=1",
-                },
-                "cef": "CEF:0|Kong|Konnect|1.0|auth|login|1|rt=1714564800123 src=203.0.113.7",
-            }
-        ).encode()
-        for index in range(records)
+@dataclass
+class Load:
+    """What the senders saw: acknowledged batches, latencies, failures."""
+
+    generator: str
+    seconds: float
+    acked: Counter[int] = field(default_factory=Counter)
+    unanswered: Counter[int] = field(default_factory=Counter)
+    failed: int = 0
+    socket_errors: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+
+
+def build_bodies(directory: Path, senders: int, per_sender: int, records: int) -> dict[str, int]:
+    """Write each sender's share of gzip batches; batch b goes to sender b % senders."""
+    pool = distinct_records()
+    raw_total = gz_total = 0
+    for sender in range(senders):
+        sizes = []
+        with (directory / f"bodies-{sender}").open("wb") as bodies:
+            for j in range(per_sender):
+                batch = tagged_batch(pool, sender + j * senders, records)
+                body = gzip_body(batch)
+                bodies.write(body)
+                sizes.append(len(body))
+                raw_total += sum(map(len, batch)) + len(batch)
+                gz_total += len(body)
+        (directory / f"sizes-{sender}").write_text("".join(f"{size}\n" for size in sizes))
+    count = senders * per_sender
+    return {"raw_bytes": raw_total // count, "gzip_bytes": gz_total // count}
+
+
+def start_emulator() -> tuple[subprocess.Popen[str], str]:
+    command = [sys.executable, "-m", "kongctl.emulator", "--port", "0", "--token", TOKEN]
+    process = subprocess.Popen(
+        [*command, "--event-rate", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if "listening on" not in line:
+        raise SystemExit(f"emulator did not start: {line!r}")
+    return process, line.rsplit(" ", 1)[-1]
+
+
+def start_listener(konnect_url: str, config_home: Path, port: int) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable,
+        "-m",
+        "kongctl",
+        "listen",
+        "--base-url",
+        konnect_url,
+        "--pat",
+        TOKEN,
+        "--endpoint",
+        f"http://127.0.0.1:{port}{PATH}",
+        "--listen-address",
+        f"127.0.0.1:{port}",
+        "--authorization",
+        AUTHORIZATION,
     ]
+    env = {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
+    log = (config_home / "listener-output").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    ready = config_home / "kongctl" / "audit-logs" / "default" / "listener.json"
+    deadline = time.monotonic() + 30
+    while not ready.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(
+                f"listener did not start:\n{(config_home / 'listener-output').read_text()}"
+            )
+        time.sleep(0.05)
+    return process
 
 
-def serve(directory: Path) -> None:
-    """The receiver process: print the port, serve until SIGTERM, print the store counters."""
+def run_wrk(wrk: str, url: str, body_dir: Path, senders: int, seconds: float) -> Load:
+    result_file = body_dir / "wrk-result"
+    env = {
+        **os.environ,
+        "BENCH_BODY_DIR": str(body_dir),
+        "BENCH_PATH": PATH,
+        "BENCH_AUTHORIZATION": AUTHORIZATION,
+        "BENCH_THREADS": str(senders),
+        "BENCH_RESULT_FILE": str(result_file),
+    }
+    # One thread per connection: each thread's answers then come in the order of its requests.
+    command = [wrk, f"-t{senders}", f"-c{senders}", f"-d{seconds:g}s", "-s", str(LUA_SCRIPT), url]
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    return parse_wrk_result(result_file.read_text(), seconds)
+
+
+def parse_wrk_result(text: str, seconds: float) -> Load:
+    load = Load(generator="wrk", seconds=seconds)
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "acked":
+            load.acked.update(int(batch) for batch in value.split())
+        elif key == "unanswered":
+            load.unanswered.update(int(batch) for batch in value.split())
+        elif key == "failed":
+            load.failed += int(value)
+        elif key == "socket_errors":
+            load.socket_errors = int(value)
+        elif key == "duration_us":
+            load.seconds = int(value) / 1e6
+        elif key in ("p50_us", "p99_us", "max_us"):
+            setattr(load, key.replace("_us", "_ms"), int(value) / 1e3)
+    return load
+
+
+def run_python_senders(url: str, body_dir: Path, senders: int, seconds: float) -> Load:
+    """The fallback load generator: aiohttp senders in this process, one connection each."""
+    import aiohttp
+
+    shares = []
+    for sender in range(senders):
+        data = (body_dir / f"bodies-{sender}").read_bytes()
+        sizes = [int(size) for size in (body_dir / f"sizes-{sender}").read_text().split()]
+        offsets = [sum(sizes[:j]) for j in range(len(sizes))]
+        shares.append([data[o : o + s] for o, s in zip(offsets, sizes, strict=True)])
+    load = Load(generator="python (aiohttp client)", seconds=seconds)
+    latencies: list[float] = []
+    headers = {"Authorization": AUTHORIZATION, "Content-Encoding": "gzip"}
+
+    async def sender(index: int, session: aiohttp.ClientSession, deadline: float) -> None:
+        bodies, j = shares[index], 0
+        while time.perf_counter() < deadline:
+            batch = index + (j % len(bodies)) * senders
+            started = time.perf_counter()
+            try:
+                async with session.post(url, data=bodies[j % len(bodies)], headers=headers) as r:
+                    await r.read()
+            except aiohttp.ClientError:
+                load.unanswered[batch] += 1
+                load.socket_errors += 1
+                continue
+            latencies.append(time.perf_counter() - started)
+            if r.status == 202:
+                load.acked[batch] += 1
+            else:
+                load.failed += 1
+            j += 1
 
     async def main() -> None:
-        store = EventStore(directory)
-        store.open()
-        sock = bind_listen_socket("127.0.0.1", 0)
-        receiver = Receiver(store, ReceiverConfig(authorization=AUTHORIZATION, path=PATH))
-        await receiver.start(sock)
-        print(receiver.bound_address[1], flush=True)
+        connector = aiohttp.TCPConnector(limit=senders)
+        async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+            deadline = time.perf_counter() + seconds
+            await asyncio.gather(*(sender(i, session, deadline) for i in range(senders)))
 
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
-        threads = _thread_cpu()
-        await receiver.stop()
-        await store.close()
-        report = {
-            "fsyncs": store.fsyncs,
-            "records_written": store.records_written,
-            "bytes_written": store.bytes_written,
-            "max_rss_kb": _max_rss_kb(),
-            "cpu_seconds": sum(os.times()[:2]),
-            "threads": threads,
-        }
-        print(json.dumps(report), flush=True)
-
+    started = time.perf_counter()
     asyncio.run(main())
+    load.seconds = time.perf_counter() - started
+    latencies.sort()
+    load.p50_ms = latencies[len(latencies) // 2] * 1e3
+    load.p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1e3
+    load.max_ms = latencies[-1] * 1e3
+    return load
 
 
-def _thread_cpu() -> dict[str, str]:
-    """User and system CPU seconds per thread of this process, from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    usage = {}
-    for task in Path("/proc/self/task").iterdir():
-        name = (task / "comm").read_text().strip()
-        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        usage[f"{name}/{task.name}"] = (
-            f"user={int(fields[11]) / ticks:.2f}s sys={int(fields[12]) / ticks:.2f}s"
-        )
-    return usage
+def verify(events: Path, load: Load, records: int) -> str:
+    """'ok' when the file holds exactly the acknowledged batches, each whole; else what is wrong."""
+    stored: Counter[int] = Counter()
+    expected_index = 0
+    current = -1
+    with events.open("rb") as file:
+        for number, (batch, index) in enumerate(batch_tags(iter(file)), 1):
+            if batch < 0:
+                return f"line {number} was not sent by the benchmark"
+            if index != expected_index or (index > 0 and batch != current):
+                return f"line {number}: batch {batch} record {index} is out of place"
+            current = batch
+            expected_index = (index + 1) % records
+            if expected_index == 0:
+                stored[batch] += 1
+    if expected_index != 0:
+        return f"the last batch ({current}) is incomplete"
+
+    missing = sum((load.acked - stored).values())
+    extra = stored - load.acked - load.unanswered
+    if missing:
+        return f"{missing} acknowledged batches are missing"
+    if extra:
+        return f"{sum(extra.values())} batches are stored more often than sent"
+    return "ok"
 
 
-def _max_rss_kb() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+def fsync_ceiling(directory: Path, batch: bytes, seconds: float) -> float:
+    """Appends per second of ``batch`` by one writer with an fdatasync after each."""
+    path = directory / "fsync-ceiling.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        count = 0
+        started = time.perf_counter()
+        deadline = started + seconds
+        while time.perf_counter() < deadline:
+            os.write(fd, batch)
+            os.fdatasync(fd)
+            count += 1
+        elapsed = time.perf_counter() - started
+    finally:
+        os.close(fd)
+        path.unlink()
+    return count / elapsed
+
+
+def proc_status(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
             return int(line.split()[1])
     return -1
 
 
-async def send(
-    port: int, bodies: list[bytes], senders: int, seconds: float
-) -> tuple[list[int], list[float], int]:
-    """Run the senders; return the acknowledged batch numbers, latencies, and failures."""
-    url = f"http://127.0.0.1:{port}{PATH}"
-    headers = {"Authorization": AUTHORIZATION, "Content-Encoding": "gzip"}
-    acknowledged: list[int] = []
-    latencies: list[float] = []
-    failures = 0
-    next_batch = 0
-    deadline = time.perf_counter() + seconds
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    async def sender(session: aiohttp.ClientSession) -> None:
-        nonlocal next_batch, failures
-        while time.perf_counter() < deadline:
-            batch = next_batch % len(bodies)
-            next_batch += 1
-            started = time.perf_counter()
-            async with session.post(url, data=bodies[batch], headers=headers) as response:
-                await response.read()
-            latencies.append(time.perf_counter() - started)
-            if response.status == 202:
-                acknowledged.append(batch)
+
+def measure(
+    seconds: float = 10.0,
+    senders: int = 16,
+    records: int = 100,
+    per_sender: int = 2500,
+    ceiling_seconds: float = 3.0,
+    use_wrk: bool = True,
+) -> dict[str, Any]:
+    """Run the whole ingest benchmark; return its figures."""
+    wrk = shutil.which("wrk") if use_wrk else None
+    with tempfile.TemporaryDirectory(
+        prefix="kongctl-bench-", dir=os.environ.get("BENCH_DIR")
+    ) as tmp:
+        work = Path(tmp)
+        body_dir, config_home = work / "bodies", work / "config"
+        body_dir.mkdir()
+        config_home.mkdir()
+        sizes = build_bodies(body_dir, senders, per_sender, records)
+
+        emulator, konnect_url = start_emulator()
+        try:
+            port = _free_port()
+            listener = start_listener(konnect_url, config_home, port)
+            url = f"http://127.0.0.1:{port}{PATH}"
+            cpu_before = cpu_seconds(listener.pid)
+            if wrk:
+                load = run_wrk(wrk, url, body_dir, senders, seconds)
             else:
-                failures += 1
+                load = run_python_senders(url, body_dir, senders, seconds)
+            listener_cpu = cpu_seconds(listener.pid) - cpu_before
+            peak_rss_kb = proc_status(listener.pid, "VmHWM")
+            listener.send_signal(signal.SIGINT)
+            listener.wait(timeout=60)
+        finally:
+            emulator.send_signal(signal.SIGTERM)
+            emulator.wait(timeout=10)
 
-    connector = aiohttp.TCPConnector(limit=senders)
-    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        await asyncio.gather(*(sender(session) for _ in range(senders)))
-    return acknowledged, latencies, failures
+        store = config_home / "kongctl" / "audit-logs" / "default"
+        outcome = verify(store / "events.jsonl", load, records)
+        batch = b"\n".join(tagged_batch(distinct_records(), 0, records)) + b"\n"
+        ceiling = fsync_ceiling(store, batch, ceiling_seconds)
+        filesystem = _filesystem(store)
+
+    acked = sum(load.acked.values())
+    return {
+        "generator": load.generator,
+        "senders": senders,
+        "records_per_batch": records,
+        **sizes,
+        "seconds": round(load.seconds, 2),
+        "batches_per_s": round(acked / load.seconds),
+        "records_per_s": round(acked * records / load.seconds),
+        "p50_ms": round(load.p50_ms, 2),
+        "p99_ms": round(load.p99_ms, 2),
+        "max_ms": round(load.max_ms, 2),
+        "failed": load.failed,
+        "socket_errors": load.socket_errors,
+        "unanswered": sum(load.unanswered.values()),
+        "listener_cpu_percent": round(100 * listener_cpu / load.seconds),
+        "peak_rss_mb": round(peak_rss_kb / 1024, 1),
+        "verify": outcome,
+        "fsync_ceiling_per_s": round(ceiling),
+        "ratio_to_ceiling": round(acked / load.seconds / ceiling, 2),
+        "filesystem": filesystem,
+    }
 
 
-def verify(events: Path, batches: list[list[bytes]], acknowledged: list[int]) -> str:
-    """Check the file holds each acknowledged batch once per acknowledgement, contiguous."""
-    lines = events.read_bytes().split(b"\n")
-    if lines[-1] != b"":
-        return "file does not end with a newline"
-    lines.pop()
+def _free_port() -> int:
+    import socket
 
-    expected = Counter(line for batch in acknowledged for line in batches[batch])
-    if Counter(lines) != expected:
-        return "records on disk differ from the acknowledged ones"
-
-    per_batch = len(batches[0])
-    for start in range(0, len(lines), per_batch):
-        tags = [_BATCH_TAG.match(line) for line in lines[start : start + per_batch]]
-        numbers = {tag.group(1) for tag in tags if tag}
-        indexes = [int(tag.group(2)) for tag in tags if tag]
-        if len(numbers) != 1 or indexes != list(range(per_batch)):
-            return f"batch lines interleaved near line {start}"
-    return "ok"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
-def run(args: argparse.Namespace) -> int:
-    batches = [make_batch(number, args.records) for number in range(args.pool)]
-    bodies = [gzip.compress(b"\n".join(batch) + b"\n", 6) for batch in batches]
-    raw_size = sum(len(b"\n".join(batch)) for batch in batches) // len(batches)
-    gz_size = sum(map(len, bodies)) // len(bodies)
-
-    with tempfile.TemporaryDirectory(prefix="kongctl-bench-") as tmp:
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", tmp],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-
-        started = time.perf_counter()
-        cpu_before = sum(os.times()[:2])
-        acknowledged, latencies, failures = asyncio.run(
-            send(port, bodies, args.senders, args.seconds)
-        )
-        elapsed = time.perf_counter() - started
-        sender_cpu = sum(os.times()[:2]) - cpu_before
-
-        server.send_signal(signal.SIGTERM)
-        report = json.loads(server.stdout.readline())
-        server.wait(timeout=30)
-        outcome = verify(Path(tmp) / "events.jsonl", batches, acknowledged)
-
-    count = len(acknowledged)
-    print(f"senders={args.senders} records/batch={args.records} raw={raw_size}B gzip={gz_size}B")
-    print(f"batches/s={count / elapsed:,.0f} records/s={count * args.records / elapsed:,.0f}")
-    print(
-        f"latency p50={percentile(latencies, 0.5) * 1e3:.2f}ms "
-        f"p99={percentile(latencies, 0.99) * 1e3:.2f}ms failures={failures}"
+def _filesystem(path: Path) -> str:
+    result = subprocess.run(
+        ["df", "--output=fstype,source", str(path)], capture_output=True, text=True
     )
-    print(
-        f"fsyncs={report['fsyncs']} batches/fsync={count / max(1, report['fsyncs']):.1f} "
-        f"receiver max RSS={report['max_rss_kb'] / 1024:.1f}MB "
-        f"CPU receiver={report['cpu_seconds'] / elapsed:.0%} senders={sender_cpu / elapsed:.0%}"
-    )
-    print(f"receiver threads: {report['threads']}")
-    print(f"verify: {outcome}")
-    return 0 if outcome == "ok" and failures == 0 else 1
+    lines = result.stdout.split("\n")
+    return " ".join(lines[1].split()) if result.returncode == 0 and len(lines) > 1 else "?"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--senders", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--records", type=int, default=100, help="records per batch")
-    parser.add_argument("--pool", type=int, default=400, help="distinct batches to cycle")
-    parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--per-sender", type=int, default=2500, help="distinct batches each")
+    parser.add_argument("--python-senders", action="store_true", help="do not use wrk")
     args = parser.parse_args()
-    if args.serve:
-        serve(args.serve)
-        return 0
-    return run(args)
+    result = measure(
+        args.seconds, args.senders, args.records, args.per_sender, use_wrk=not args.python_senders
+    )
+    print(json.dumps(result, indent=2))
+    return 0 if result["verify"] == "ok" and not result["failed"] else 1
 
 
 if __name__ == "__main__":
