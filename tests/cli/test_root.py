@@ -92,3 +92,46 @@ def test_output_from_config_file_must_be_known(tmp_path: Path) -> None:
     done = kongctl("ps", "--config-file", str(config))
     assert done.returncode == 2
     assert 'Error: invalid output format "xml"' in done.stderr
+
+
+def test_log_file_pid_placeholder_and_debug_traceback(tmp_path: Path) -> None:
+    template = tmp_path / "logs" / "kongctl-%PID%.log"
+    done = kongctl(
+        "--log-level",
+        "debug",
+        "--log-file",
+        str(template),
+        "get",
+        "audit-logs",
+        "destinations",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--pat",
+        "kpat_secret_value",
+    )
+    assert done.returncode == 1
+    assert "Error: cannot reach Konnect" in done.stderr
+    assert "Traceback" not in done.stderr
+    [log_file] = (tmp_path / "logs").iterdir()
+    assert log_file.name.startswith("kongctl-") and log_file.name[8:-4].isdigit()
+    text = log_file.read_text()
+    assert "Traceback" in text
+    assert "kpat_secret_value" not in text
+    assert log_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_default_log_level_keeps_tracebacks_out_of_the_log(tmp_path: Path) -> None:
+    log_file = tmp_path / "k.log"
+    done = kongctl(
+        "--log-file",
+        str(log_file),
+        "get",
+        "audit-logs",
+        "destinations",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--pat",
+        "kpat_x",
+    )
+    assert done.returncode == 1
+    assert not log_file.exists() or "Traceback" not in log_file.read_text()
