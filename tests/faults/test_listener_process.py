@@ -37,6 +37,7 @@ from tests.faults.conftest import (
     make_batch,
     read_response,
     request_bytes,
+    wait_for,
 )
 
 
@@ -101,6 +102,8 @@ def test_sigterm_under_load_finishes_batches_in_flight_and_stores_none_by_halves
     load = Load(port, ledger, senders=senders).start()
     load.wait_for_acknowledged(batches)
     listener.process.send_signal(signal.SIGTERM)
+    # Only once the listener has stopped accepting does the straggler send the rest.
+    wait_for(lambda: refuses_connections(port), 10)
     slow.sendall(raw[-20:])
     ledger.answered("straggler", read_response(slow)[0])
     slow.close()
@@ -124,6 +127,14 @@ def test_sigterm_under_load_finishes_batches_in_flight_and_stores_none_by_halves
         stored=audit.stored_records,
         lost=audit.lost_records,
     )
+
+
+def refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 # A full disk, for real: a tiny tmpfs mounted on the store directory.
