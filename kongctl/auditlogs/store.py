@@ -1,8 +1,11 @@
-"""The record file: durable JSONL appends with group commit, torn-line repair, and state files.
+"""The record file: durable JSONL appends with group commit, torn-line repair, rotation, and
+state files.
 
 Records are stored exactly as received, one per line, in ``events.jsonl`` under the profile's
 store directory. An append returns only once its lines are on disk (fdatasync), so the receiver
-can acknowledge a batch knowing a crash cannot lose it.
+can acknowledge a batch knowing a crash cannot lose it. With a rotation policy, the file is
+renamed between two groups once it passes the rotate size; compression and retention of the
+rotated files happen in the background (see ``rotation``).
 """
 
 from __future__ import annotations
@@ -17,10 +20,19 @@ import queue
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kongctl.auditlogs.rotation import (
+    Housekeeper,
+    RotationPolicy,
+    newest_key,
+    next_rotated_path,
+    recover,
+)
 from kongctl.auditlogs.throttle import LogThrottle
 from kongctl.errors import ExecutionError
 
@@ -30,6 +42,10 @@ _UNSAFE_PROFILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _REPAIR_CHUNK = 64 * 1024
 _ERROR_LOG_INTERVAL = 10.0
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
+# After a failed rotation, appends go on into the same file; the next try waits this long.
+_ROTATE_RETRY_SECONDS = 10.0
+# How long close() lets a running compression finish before leaving it to the next start.
+_HOUSEKEEPING_GRACE = 5.0
 
 # The errors a full, read-only or forbidden disk produces; they get a hint, not a traceback.
 _DISK_HINTS = {
@@ -88,15 +104,24 @@ class EventStore:
 
     Appends are handed to one writer thread. While it writes and syncs a group, later appends
     queue up and go out together in the next group: one write and one fdatasync for many
-    requests, so throughput is not capped at one disk sync per batch.
+    requests, so throughput is not capped at one disk sync per batch. With ``rotation``, the
+    same thread renames the file between two groups once it passes the rotate size.
     """
 
-    def __init__(self, directory: Path, filename: str = "events.jsonl") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        filename: str = "events.jsonl",
+        rotation: RotationPolicy | None = None,
+    ) -> None:
         self.directory = directory
         self.path = directory / filename
+        self.rotation = rotation
         self.records_written = 0
         self.bytes_written = 0
         self.fsyncs = 0
+        self.rotations = 0
+        self._base = Path(filename).stem
         self._fd = -1
         # Every byte below _size is a whole line that has been synced.
         self._size = 0
@@ -108,6 +133,14 @@ class EventStore:
         self._writer: threading.Thread | None = None
         self._listeners: list[Listener] = []
         self._error_log = LogThrottle(logger, _ERROR_LOG_INTERVAL)
+        # The file rotates once _size reaches this; one comparison per group.
+        self._rotate_at = rotation.rotate_size if rotation else None
+        self._rotate_retry_at = 0.0
+        self._last_rotated: tuple[str, int] | None = None
+        # A rotation whose directory entries are not yet synced: the next group syncs them
+        # before it is acknowledged, or its records could vanish with the new file's name.
+        self._directory_unsynced = False
+        self._housekeeper: Housekeeper | None = None
 
     def open(self) -> int:
         """Create or open the record file, repair a torn last line, and start the writer.
@@ -132,12 +165,18 @@ class EventStore:
             # The file's directory entry must survive a crash as well as its content.
             _fsync_dir(self.directory)
             self._size = os.fstat(fd).st_size
+            pending = self._recover_rotation()
         except OSError as exc:
             os.close(fd)
             raise _store_error(f"cannot open event store {self.path}", exc) from exc
 
         self._fd = fd
         self._closing = False
+        if self.rotation is not None:
+            self._housekeeper = Housekeeper(self.directory, self.rotation, self._base)
+            if self._rotation_due():
+                self._rotate()
+            self._housekeeper.start(pending)
         self._writer = threading.Thread(
             target=self._run_writer, name="event-store-writer", daemon=True
         )
@@ -179,12 +218,28 @@ class EventStore:
         await done
         self._writer.join()
         self._writer = None
+        if self._housekeeper is not None:
+            await asyncio.to_thread(self._housekeeper.close, _HOUSEKEEPING_GRACE)
+            self._housekeeper = None
         logger.debug(
             "event store closed path=%s records=%d fsyncs=%d",
             self.path,
             self.records_written,
             self.fsyncs,
         )
+
+    def wait_for_housekeeping(self, timeout: float) -> bool:
+        """Wait until rotated files are compressed and retention applied; False on timeout."""
+        if self._housekeeper is None:
+            return True
+        return self._housekeeper.wait_idle(timeout)
+
+    def _recover_rotation(self) -> list[Path]:
+        # Rotated files are looked after even when this run does not rotate: a compression
+        # cut short by a crash is finished by the next listener.
+        pending = recover(self.directory, self._base)
+        self._last_rotated = newest_key(self.directory, self._base)
+        return pending
 
     def _repair_torn_tail(self, fd: int) -> int:
         size = os.fstat(fd).st_size
@@ -224,6 +279,10 @@ class EventStore:
                 except Exception as exc:
                     # Whatever goes wrong fails this group, never the writer: appends would hang.
                     error = exc
+                # Between two groups: no record can be split or land in both files. Rotating
+                # before the answer means an append returns with its rotation done.
+                if self._rotation_due():
+                    self._rotate()
                 _call_soon(group[0][2], self._finish_group, group, error)
             if closer is not None:
                 os.close(self._fd)
@@ -241,6 +300,9 @@ class EventStore:
                 self._needs_cut = False
             _write_fully(fd, buffers)
             os.fdatasync(fd)
+            if self._directory_unsynced:
+                _fsync_dir(self.directory)
+                self._directory_unsynced = False
         except OSError as exc:
             self._cut_back(fd)
             return exc
@@ -250,6 +312,53 @@ class EventStore:
         self.records_written += sum(len(records) for records, _, _ in group)
         self.fsyncs += 1
         return None
+
+    def _rotation_due(self) -> bool:
+        return self._rotate_at is not None and self._size >= self._rotate_at
+
+    def _rotate(self) -> None:
+        """Move the full file aside and continue in a fresh one; compression comes later."""
+        # A failed group not yet cut back would leave half a line in the rotated file.
+        if self._needs_cut or time.monotonic() < self._rotate_retry_at:
+            return
+        try:
+            rotated, size = self._switch_file()
+        except OSError as exc:
+            self._rotate_retry_at = time.monotonic() + _ROTATE_RETRY_SECONDS
+            self._error_log.log(
+                logging.ERROR,
+                "event store rotation failed path=%s error=%s",
+                self.path,
+                exc.strerror,
+            )
+            return
+        self.rotations += 1
+        logger.info("event store rotated path=%s rotated=%s bytes=%d", self.path, rotated, size)
+        if self._housekeeper is not None:
+            self._housekeeper.submit(rotated)
+
+    def _switch_file(self) -> tuple[Path, int]:
+        key, rotated = next_rotated_path(
+            self.directory, self._base, datetime.now(UTC), self._last_rotated
+        )
+        os.rename(self.path, rotated)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.fchmod(fd, 0o600)
+        except OSError:
+            # Put the file back: appends continue into it and the next try starts clean.
+            os.rename(rotated, self.path)
+            raise
+        old_fd, size = self._fd, self._size
+        self._fd, self._size = fd, 0
+        self._last_rotated = key
+        os.close(old_fd)
+        try:
+            # One sync makes both the rename and the new file durable.
+            _fsync_dir(self.directory)
+        except OSError:
+            self._directory_unsynced = True
+        return rotated, size
 
     def _cut_back(self, fd: int) -> None:
         # A short write leaves part of a line; without the cut, the next group would be glued

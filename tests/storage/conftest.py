@@ -1,0 +1,89 @@
+"""Helpers for the event store over time: records with known content, stores laid out on disk.
+
+Soak variants (``@pytest.mark.soak``) run only with ``--soak`` (or ``KONGCTL_SOAK_TESTS=1``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import os
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from kongctl.auditlogs.rotation import STAMP_FORMAT
+
+SOAK_ENVIRONMENT = "KONGCTL_SOAK_TESTS"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Registered here, the option works for `pytest tests/storage --soak`; a run from the
+    # repository root needs it in the top-level conftest, or the environment variable.
+    with contextlib.suppress(ValueError):  # already registered by another conftest
+        parser.addoption("--soak", action="store_true", default=False, help="run soak tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--soak", default=False) or os.environ.get(SOAK_ENVIRONMENT) == "1":
+        return
+    skip = pytest.mark.skip(reason=f"soak test: run with --soak or {SOAK_ENVIRONMENT}=1")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
+
+
+def json_record(
+    at: datetime, index: int, *, name: str = "Authz.portals", **fields: object
+) -> bytes:
+    """A JSON audit record stamped ``at``, told apart by ``index``."""
+    body = {
+        "event_ts": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "index": index,
+        "name": name,
+        "principal_id": fields.pop("principal_id", "p-1"),
+        **fields,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def cef_record(at: datetime, index: int, *, name: str = "Authz.teams") -> bytes:
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return (
+        f"{stamp} konghq.com CEF:0|KongInc|Konnect|1.0|konnect|{name}|1|"
+        f"rt={int(at.timestamp() * 1000)} index={index} principal_id=p-cef granted=false"
+    ).encode()
+
+
+def rotated_name(at: datetime, sequence: int = 0, suffix: str = ".jsonl.gz") -> str:
+    stamp = at.astimezone(UTC).strftime(STAMP_FORMAT)
+    return f"events-{stamp}" + (f"-{sequence}" if sequence else "") + suffix
+
+
+def write_rotated(
+    directory: Path, at: datetime, records: Iterable[bytes], **kwargs: object
+) -> Path:
+    """A rotated file as the store leaves it: compressed unless the suffix says otherwise."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / rotated_name(at, **kwargs)  # type: ignore[arg-type]
+    data = b"".join(record + b"\n" for record in records)
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+def write_current(directory: Path, records: Iterable[bytes]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "events.jsonl"
+    path.write_bytes(b"".join(record + b"\n" for record in records))
+    return path
+
+
+def stored_files(directory: Path) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if name.startswith("events"))
+
+
+def hours_ago(hours: float) -> datetime:
+    return datetime.now(UTC) - timedelta(hours=hours)
