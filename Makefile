@@ -26,5 +26,8 @@ unit: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gzip
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,9 @@ def start_emulator() -> tuple[subprocess.Popen[str], str]:
     return process, line.rsplit(" ", 1)[-1]
 
 
-def start_listener(konnect_url: str, config_home: Path, port: int) -> subprocess.Popen[bytes]:
+def start_listener(
+    konnect_url: str, config_home: Path, port: int, extra_args: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
         "-m",
@@ -105,6 +109,7 @@ def start_listener(konnect_url: str, config_home: Path, port: int) -> subprocess
         f"127.0.0.1:{port}",
         "--authorization",
         AUTHORIZATION,
+        *extra_args,
     ]
     env = {**os.environ, "XDG_CONFIG_HOME": str(config_home)}
     log = (config_home / "listener-output").open("wb")
@@ -204,31 +209,57 @@ def run_python_senders(url: str, body_dir: Path, senders: int, seconds: float) -
     return load
 
 
-def verify(events: Path, load: Load, records: int) -> str:
-    """'ok' when the file holds exactly the acknowledged batches, each whole; else what is wrong."""
+def record_files(store: Path) -> list[Path]:
+    """The current record file and every rotated one (its .gz once compressed), oldest first."""
+    files = {}
+    for path in sorted(store.glob("events*.jsonl*")):
+        name = path.name
+        if name.endswith(".jsonl.gz"):
+            files[name.removesuffix(".gz")] = path  # complete once renamed; wins over plain
+        elif name.endswith(".jsonl"):
+            files.setdefault(name, path)
+    return list(files.values())
+
+
+def verify(store: Path, load: Load, records: int) -> tuple[str, int]:
+    """Check every record file holds whole batches, each as often as acknowledged.
+
+    Returns 'ok' or what is wrong, and the number of record files (rotation splits the store
+    between groups, so a batch never spans two files).
+    """
     stored: Counter[int] = Counter()
-    expected_index = 0
-    current = -1
-    with events.open("rb") as file:
-        for number, (batch, index) in enumerate(batch_tags(iter(file)), 1):
-            if batch < 0:
-                return f"line {number} was not sent by the benchmark"
-            if index != expected_index or (index > 0 and batch != current):
-                return f"line {number}: batch {batch} record {index} is out of place"
-            current = batch
-            expected_index = (index + 1) % records
-            if expected_index == 0:
-                stored[batch] += 1
-    if expected_index != 0:
-        return f"the last batch ({current}) is incomplete"
+    files = record_files(store)
+    for path in files:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as file:
+            problem = _count_batches(file, records, stored)
+        if problem:
+            return f"{path.name}: {problem}", len(files)
 
     missing = sum((load.acked - stored).values())
     extra = stored - load.acked - load.unanswered
     if missing:
-        return f"{missing} acknowledged batches are missing"
+        return f"{missing} acknowledged batches are missing", len(files)
     if extra:
-        return f"{sum(extra.values())} batches are stored more often than sent"
-    return "ok"
+        return f"{sum(extra.values())} batches are stored more often than sent", len(files)
+    return "ok", len(files)
+
+
+def _count_batches(lines: Iterable[bytes], records: int, stored: Counter[int]) -> str | None:
+    expected_index = 0
+    current = -1
+    for number, (batch, index) in enumerate(batch_tags(iter(lines)), 1):
+        if batch < 0:
+            return f"line {number} was not sent by the benchmark"
+        if index != expected_index or (index > 0 and batch != current):
+            return f"line {number}: batch {batch} record {index} is out of place"
+        current = batch
+        expected_index = (index + 1) % records
+        if expected_index == 0:
+            stored[batch] += 1
+    if expected_index != 0:
+        return f"the last batch ({current}) is incomplete"
+    return None
 
 
 def fsync_ceiling(directory: Path, batch: bytes, seconds: float) -> float:
@@ -269,6 +300,7 @@ def measure(
     per_sender: int = 2500,
     ceiling_seconds: float = 3.0,
     use_wrk: bool = True,
+    listen_args: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run the whole ingest benchmark; return its figures."""
     wrk = shutil.which("wrk") if use_wrk else None
@@ -281,10 +313,17 @@ def measure(
         config_home.mkdir()
         sizes = build_bodies(body_dir, senders, per_sender, records)
 
+        # Before the listener: afterwards the kernel is still writing back a gigabyte of its
+        # records, and every fsync would wait behind that.
+        os.sync()
+        batch = b"\n".join(tagged_batch(distinct_records(), 0, records)) + b"\n"
+        ceiling = fsync_ceiling(config_home, batch, ceiling_seconds)
+        filesystem = _filesystem(config_home)
+
         emulator, konnect_url = start_emulator()
         try:
             port = _free_port()
-            listener = start_listener(konnect_url, config_home, port)
+            listener = start_listener(konnect_url, config_home, port, listen_args)
             url = f"http://127.0.0.1:{port}{PATH}"
             cpu_before = cpu_seconds(listener.pid)
             if wrk:
@@ -300,10 +339,7 @@ def measure(
             emulator.wait(timeout=10)
 
         store = config_home / "kongctl" / "audit-logs" / "default"
-        outcome = verify(store / "events.jsonl", load, records)
-        batch = b"\n".join(tagged_batch(distinct_records(), 0, records)) + b"\n"
-        ceiling = fsync_ceiling(store, batch, ceiling_seconds)
-        filesystem = _filesystem(store)
+        outcome, files = verify(store, load, records)
 
     acked = sum(load.acked.values())
     return {
@@ -323,6 +359,7 @@ def measure(
         "listener_cpu_percent": round(100 * listener_cpu / load.seconds),
         "peak_rss_mb": round(peak_rss_kb / 1024, 1),
         "verify": outcome,
+        "record_files": files,
         "fsync_ceiling_per_s": round(ceiling),
         "ratio_to_ceiling": round(acked / load.seconds / ceiling, 2),
         "filesystem": filesystem,
@@ -352,9 +389,17 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=100, help="records per batch")
     parser.add_argument("--per-sender", type=int, default=2500, help="distinct batches each")
     parser.add_argument("--python-senders", action="store_true", help="do not use wrk")
+    parser.add_argument(
+        "--listen-arg", action="append", default=[], help="extra flag for kongctl listen"
+    )
     args = parser.parse_args()
     result = measure(
-        args.seconds, args.senders, args.records, args.per_sender, use_wrk=not args.python_senders
+        args.seconds,
+        args.senders,
+        args.records,
+        args.per_sender,
+        use_wrk=not args.python_senders,
+        listen_args=args.listen_arg,
     )
     print(json.dumps(result, indent=2))
     return 0 if result["verify"] == "ok" and not result["failed"] else 1
