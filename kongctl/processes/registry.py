@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -158,6 +157,9 @@ def write_record(config_dir: Path, record: ProcessRecord) -> Path:
     os.chmod(directory, 0o700)
     target = directory / f"{record.pid}.json"
     payload = (json.dumps(record.to_dict(), indent=2) + "\n").encode("utf-8")
+    # Imported here: tempfile pulls in shutil, random and the compression modules, a few
+    # milliseconds that `kongctl ps`, which only reads records, should not pay.
+    import tempfile
 
     fd, temp_name = tempfile.mkstemp(prefix=f".{record.pid}.", suffix=".tmp", dir=directory)
     try:
