@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from kongctl.auditlogs.rotation import RotationPolicy
 from kongctl.errors import UsageError
 
 LOG_FORMATS = ("cef", "json", "cps")
@@ -37,6 +38,9 @@ class ListenOptions:
     detach: bool
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    rotation: RotationPolicy = field(default_factory=RotationPolicy)
+    # With tail: how many stored records to print before the new ones.
+    backlog: int = 0
 
     @property
     def listen_address(self) -> str:
@@ -116,6 +120,12 @@ def check_modes(*, tail: bool, detach: bool, jq: str | None) -> None:
         raise UsageError("--detach cannot be used with --tail (tail streams to this terminal)")
     if jq is not None and not tail:
         raise UsageError("--jq requires --tail")
+
+
+def check_backlog(lines: int | None, *, tail: bool) -> int:
+    if lines is not None and not tail:
+        raise UsageError("-n/--lines requires --tail (it prints stored records before new ones)")
+    return lines or 0
 
 
 def check_tls(cert: Path | None, key: Path | None) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kongctl.auditlogs.options import ListenOptions
+from kongctl.auditlogs.reader import last_stored_records
 from kongctl.auditlogs.receiver import Receiver, ReceiverConfig, bind_listen_socket
 from kongctl.auditlogs.store import EventStore, write_state_file
 from kongctl.errors import ExecutionError, KongctlError, KonnectError
@@ -72,7 +73,7 @@ class ListenSession:
         self._signals = 0
         self._task: asyncio.Task[Any] | None = None
         self._receiver: Receiver | None = None
-        self._store = EventStore(self.store_dir)
+        self._store = EventStore(self.store_dir, rotation=self.options.rotation)
 
     @property
     def events_file(self) -> Path:
@@ -100,6 +101,7 @@ class ListenSession:
 
     async def _serve(self, sock: socket.socket) -> None:
         self._store.open()
+        self._print_backlog()
         failure: BaseException | None = None
         try:
             await self._setup_konnect()
@@ -130,6 +132,14 @@ class ListenSession:
                     f"{failure.message}; then {cleanup_error.message}", hint=cleanup_error.hint
                 ) from None
             raise
+
+    def _print_backlog(self) -> None:
+        # Before the receiver starts nothing else appends, so no record is printed twice
+        # or missed between the stored ones and the new ones.
+        if self.options.backlog and self.io.on_records is not None:
+            stored = last_stored_records(self.store_dir, self.options.backlog)
+            if stored:
+                self.io.on_records(stored)
 
     def stop(self) -> None:
         """Ask the listener to stop (used by tail when stdout closes)."""

@@ -18,6 +18,7 @@ from kongctl.auditlogs.options import (
     DEFAULT_PATH,
     ListenOptions,
     check_authorization,
+    check_backlog,
     check_modes,
     check_tls,
     default_listener_name,
@@ -25,9 +26,12 @@ from kongctl.auditlogs.options import (
     parse_log_format,
     resolve_endpoint,
 )
+from kongctl.auditlogs.rotation import DEFAULT_ROTATE_SIZE, RotationPolicy
 from kongctl.cli import konnect as konnect_flags
 from kongctl.cli.render import emit
 from kongctl.cli.root import CliContext, cli_context, global_options
+from kongctl.cli.timespec import parse_duration
+from kongctl.config import env_var_name
 from kongctl.errors import UsageError
 from kongctl.sizes import parse_size
 
@@ -76,6 +80,28 @@ def listener_options(func: Callable[..., Any]) -> Callable[..., Any]:
         _bool_option("--configure-webhook", True, "Bind the regional webhook (default true)."),
         _bool_option("--tail", None, "Print each stored record to stdout."),
         click.option("--jq", "jq_expression", help="jq filter for tailed records."),
+        click.option(
+            "-n",
+            "--lines",
+            type=click.IntRange(min=0),
+            metavar="N",
+            help="With --tail: first print the last N stored records.",
+        ),
+        click.option(
+            "--rotate-size",
+            metavar="SIZE",
+            help="Rotate the events file past this size (default 64MiB; KiB, MiB, GiB).",
+        ),
+        click.option(
+            "--retention",
+            metavar="DURATION",
+            help="Delete rotated files older than this (7d, 36h; default: keep all).",
+        ),
+        click.option(
+            "--retain-files",
+            metavar="N",
+            help="Keep at most N rotated files (default: keep all).",
+        ),
         _bool_option("--detach", False, "Run the listener in the background."),
         click.option("-d", "detach_short", is_flag=True, help="Same as --detach."),
         click.option("--tls-cert-file", type=click.Path(path_type=Path), help="Serve HTTPS."),
@@ -119,8 +145,13 @@ def check_forms(verb: str, forms: Sequence[str]) -> None:
         raise UsageError(f"unexpected argument {' '.join(forms)!r}: use {_FORMS.format(verb=verb)}")
 
 
-def build_options(verb: str, tail_default: bool, flags: Mapping[str, Any]) -> ListenOptions:
-    """All validation, in the order users meet it, before anything touches the network."""
+def build_options(
+    verb: str, tail_default: bool, flags: Mapping[str, Any], settings: Any = None
+) -> ListenOptions:
+    """All validation, in the order users meet it, before anything touches the network.
+
+    ``settings`` (the profile's configuration) supplies the storage keys no flag gives.
+    """
     from kongctl.auditlogs.receiver import parse_listen_address
 
     check_forms(verb, flags["forms"])
@@ -128,6 +159,7 @@ def build_options(verb: str, tail_default: bool, flags: Mapping[str, Any]) -> Li
     tail = tail_default if flags["tail"] is None else bool(flags["tail"])
     detach = bool(flags["detach"] or flags["detach_short"])
     check_modes(tail=tail, detach=detach, jq=flags["jq_expression"])
+    backlog = check_backlog(flags.get("lines"), tail=tail)
     if flags["jq_expression"] is not None:
         _compile_jq(flags["jq_expression"])
     path = normalize_path(flags["path"])
@@ -138,6 +170,7 @@ def build_options(verb: str, tail_default: bool, flags: Mapping[str, Any]) -> Li
     if max_body <= 0:
         raise UsageError("--max-body-bytes must be greater than 0")
     check_tls(flags["tls_cert_file"], flags["tls_key_file"])
+    rotation = rotation_policy(flags, settings)
     return ListenOptions(
         endpoint=endpoint,
         public_url=flags["public_url"],
@@ -155,7 +188,50 @@ def build_options(verb: str, tail_default: bool, flags: Mapping[str, Any]) -> Li
         detach=detach,
         tls_cert_file=flags["tls_cert_file"],
         tls_key_file=flags["tls_key_file"],
+        rotation=rotation,
+        backlog=backlog,
     )
+
+
+def rotation_policy(flags: Mapping[str, Any], settings: Any = None) -> RotationPolicy:
+    """--rotate-size, --retention and --retain-files, else their profile keys, else defaults."""
+    size_value, size_name = _setting(settings, flags, "rotate-size", DEFAULT_ROTATE_SIZE)
+    rotate_size = parse_size(
+        size_value if isinstance(size_value, int) else str(size_value), flag=size_name
+    )
+    if rotate_size <= 0:
+        raise UsageError(f"{size_name} must be greater than 0")
+
+    retention = None
+    retention_value, retention_name = _setting(settings, flags, "retention", None)
+    if retention_value is not None:
+        retention = parse_duration(str(retention_value), flag=retention_name)
+        if not retention:
+            raise UsageError(f"{retention_name} must be longer than 0")
+
+    retain_files = None
+    count_value, count_name = _setting(settings, flags, "retain-files", None)
+    if count_value is not None:
+        text = str(count_value).strip()
+        if not text.isdigit():
+            raise UsageError(f'invalid {count_name} "{count_value}": give a whole number, e.g. 30')
+        retain_files = int(text)
+    return RotationPolicy(rotate_size, retention, retain_files)
+
+
+def _setting(settings: Any, flags: Mapping[str, Any], name: str, default: Any) -> tuple[Any, str]:
+    """A storage setting's value and how to name it in an error: the flag or the profile key."""
+    flag = flags.get(name.replace("-", "_"))
+    if settings is None:
+        return (default if flag is None else flag), f"--{name}"
+    key = f"audit-logs.{name}"
+    source = settings.source_of(key, flag)
+    label = {
+        "flag": f"--{name}",
+        "env": env_var_name(settings.profile, key),
+        "file": f"{key} in the config file",
+    }.get(source, f"--{name}")
+    return settings.get(key, flag, default), label
 
 
 def _compile_jq(expression: str) -> Any:
@@ -166,7 +242,7 @@ def _compile_jq(expression: str) -> Any:
 
 def _run(*, verb: str, tail_default: bool, flags: Mapping[str, Any]) -> None:
     ctx = cli_context()
-    options = build_options(verb, tail_default, flags)
+    options = build_options(verb, tail_default, flags, ctx.settings)
     connection = konnect_flags.resolve(ctx, flags)
     from kongctl.logs import register_secret
 

@@ -18,6 +18,7 @@ import pytest
 from kongctl.auditlogs.rotation import STAMP_FORMAT
 
 SOAK_ENVIRONMENT = "KONGCTL_SOAK_TESTS"
+_HERE = Path(__file__).parent
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,7 +33,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=f"soak test: run with --soak or {SOAK_ENVIRONMENT}=1")
     for item in items:
-        if "soak" in item.keywords:
+        if item.get_closest_marker("soak") and _HERE in Path(str(item.path)).parents:
             item.add_marker(skip)
 
 
@@ -87,3 +88,7 @@ def stored_files(directory: Path) -> list[str]:
 
 def hours_ago(hours: float) -> datetime:
     return datetime.now(UTC) - timedelta(hours=hours)
+
+
+# The listener end-to-end tests reuse the emulator and listener fixtures of tests/listen.
+from tests.listen.conftest import emulator_process, konnect, start_listener  # noqa: E402, F401
