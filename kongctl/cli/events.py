@@ -7,6 +7,7 @@ store: only ``-n`` keeps anything, its last N results.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -101,6 +102,9 @@ def events(
             show_summary(query, directory, output, warnings)
         else:
             show_records(query, directory, output, warnings)
+    except BrokenPipeError:
+        # `... | head` stops reading: that is the end of the output, not a failure.
+        _silence_stdout()
     finally:
         warnings.report()
 
@@ -261,6 +265,15 @@ def _sink(output: str) -> _Sink:
     if output == "yaml":
         return _YamlSink(stream)
     return _Sink(stream)
+
+
+def _silence_stdout() -> None:
+    # Later writes and the flush at exit would fail on the closed pipe again.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _as_bytes(item: bytes | str) -> bytes:

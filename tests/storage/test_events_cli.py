@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -222,3 +224,21 @@ def test_events_is_reachable_through_every_spelling(store: Path, capsys: Any) ->
         capsys.readouterr()
         assert run([*words, "-n", "1"]) == 0
         assert _index(capsys.readouterr().out) == 9
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(config_home: Path) -> None:
+    write_current(
+        config_home / "audit-logs" / "default",
+        [json_record(hours_ago(1), index, pad="z" * 200) for index in range(5000)],
+    )
+    with subprocess.Popen(
+        [sys.executable, "-m", "kongctl", "get", "audit-logs", "events"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        assert _index(child.stdout.readline().decode()) == 0
+        child.stdout.close()
+        err = child.stderr.read().decode()
+        assert child.wait(timeout=30) == 0, err
+    assert err == ""
