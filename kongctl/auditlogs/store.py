@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ _UNSAFE_PROFILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _REPAIR_CHUNK = 64 * 1024
 _ERROR_LOG_INTERVAL = 10.0
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024) if hasattr(os, "sysconf") else 16
+LOCK_FILE = "store.lock"
 # After a failed rotation, appends go on into the same file; the next try waits this long.
 _ROTATE_RETRY_SECONDS = 10.0
 # How long close() lets a running compression finish before leaving it to the next start.
@@ -122,6 +124,7 @@ class EventStore:
         self.fsyncs = 0
         self.rotations = 0
         self._base = Path(filename).stem
+        self._lock_fd = -1
         self._fd = -1
         # Every byte below _size is a whole line that has been synced.
         self._size = 0
@@ -155,8 +158,10 @@ class EventStore:
             os.chmod(self.directory, 0o700)
             if created:
                 _fsync_dir(self.directory.parent)
+            self._lock_fd = self._lock()
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
+            self._unlock()
             raise _store_error(f"cannot open event store {self.path}", exc) from exc
 
         try:
@@ -168,6 +173,7 @@ class EventStore:
             pending = self._recover_rotation()
         except OSError as exc:
             os.close(fd)
+            self._unlock()
             raise _store_error(f"cannot open event store {self.path}", exc) from exc
 
         self._fd = fd
@@ -221,6 +227,7 @@ class EventStore:
         if self._housekeeper is not None:
             await asyncio.to_thread(self._housekeeper.close, _HOUSEKEEPING_GRACE)
             self._housekeeper = None
+        self._unlock()
         logger.debug(
             "event store closed path=%s records=%d fsyncs=%d",
             self.path,
@@ -233,6 +240,30 @@ class EventStore:
         if self._housekeeper is None:
             return True
         return self._housekeeper.wait_idle(timeout)
+
+    def _lock(self) -> int:
+        """Hold the store for this process: a second writer would repair a line the first is
+        writing, and rotate the file from under it."""
+        lock_path = self.directory / LOCK_FILE
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreError(
+                f"event store {self.directory} is in use by another listener",
+                hint="stop that listener (see `kongctl ps`) or use another --profile",
+            ) from None
+        except OSError as exc:
+            # LIMITATION: without file locks (some network file systems) two listeners of one
+            # profile are not kept apart; each would still write whole lines.
+            logger.warning("event store lock unavailable path=%s error=%s", lock_path, exc)
+        return fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def _recover_rotation(self) -> list[Path]:
         # Rotated files are looked after even when this run does not rotate: a compression

@@ -80,3 +80,15 @@ def test_retain_files_bounds_what_a_listener_keeps(konnect, start_listener) -> N
         assert konnect.deliver(5)["status"] == 202
     assert listener.stop() == 0
     assert len(list_rotated(listener.store)) == 1
+
+
+def test_a_second_listener_of_the_same_profile_stops_before_touching_konnect(
+    konnect, start_listener
+) -> None:
+    first = start_listener("--configure-webhook=false")
+    first.wait_ready()
+    second = start_listener("--configure-webhook=false")
+    assert second.process.wait(timeout=20) == 1
+    assert "in use by another listener" in second.stderr
+    assert len(konnect.state()["destinations"]) == 1
+    assert first.stop() == 0

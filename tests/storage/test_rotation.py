@@ -27,7 +27,7 @@ from kongctl.auditlogs.rotation import (
     list_rotated,
     next_rotated_path,
 )
-from kongctl.auditlogs.store import EventStore
+from kongctl.auditlogs.store import EventStore, StoreError
 from tests.storage.conftest import (
     hours_ago,
     json_record,
@@ -346,3 +346,18 @@ async def test_closing_soon_after_a_rotation_leaves_a_readable_store(tmp_path: P
     expected = [r for b in range(30) for r in tagged(0, b, 3)]
     assert list(iter_stored(directory)) == expected
     assert read_every_file(directory) == expected
+
+
+async def test_a_second_writer_on_the_same_store_is_refused(tmp_path: Path) -> None:
+    first = EventStore(tmp_path, rotation=RotationPolicy())
+    first.open()
+    second = EventStore(tmp_path, rotation=RotationPolicy())
+    with pytest.raises(StoreError, match="in use by another listener"):
+        second.open()
+    await first.append([b"one"])
+    await first.close()
+
+    second.open()
+    await second.append([b"two"])
+    await second.close()
+    assert list(iter_stored(tmp_path)) == [b"one", b"two"]
