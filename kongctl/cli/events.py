@@ -85,7 +85,7 @@ def events(
     jq_expression: str | None,
     summary: bool,
 ) -> None:
-    """Show the audit-log records stored by listeners of this profile.
+    """Show stored audit-log records, filtered or summarized.
 
     Rotated files and the current one are read oldest first. The time of a record is its
     event_ts or rt (JSON, CPS) or the time a CEF line starts with.
