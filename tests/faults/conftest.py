@@ -30,6 +30,7 @@ __all__ = ["TOKEN", "Konnect", "emulator_process", "konnect"]
 
 AUTH = "Bearer fault-suite-0123456789abcdef"
 FIGURES_ENV = "KONGCTL_RELIABILITY_FIGURES"
+SOAK_ENVIRONMENT = "KONGCTL_SOAK_TESTS"
 _FIGURES_KEY = pytest.StashKey[list[dict[str, Any]]]()
 _FIGURES_PATH_KEY = pytest.StashKey[Path]()
 _HERE = Path(__file__).parent
@@ -47,13 +48,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def soak_enabled(config: pytest.Config) -> bool:
-    return bool(config.getoption("--soak", default=False))
+    # The environment variable works from the repository root, where --soak may be unknown.
+    option = bool(config.getoption("--soak", default=False))
+    return option or os.environ.get(SOAK_ENVIRONMENT) == "1"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if soak_enabled(config):
         return
-    skip = pytest.mark.skip(reason="soak variant: run with --soak")
+    skip = pytest.mark.skip(reason=f"soak variant: run with --soak or {SOAK_ENVIRONMENT}=1")
     for item in items:
         if item.get_closest_marker("soak") and _HERE in Path(str(item.path)).parents:
             item.add_marker(skip)
@@ -61,7 +64,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def soak(request: pytest.FixtureRequest) -> bool:
-    """Whether the long variants run (``pytest tests/faults --soak``)."""
+    """Whether the long variants run (``pytest tests/faults --soak``, ``KONGCTL_SOAK_TESTS=1``)."""
     return soak_enabled(request.config)
 
 
@@ -165,7 +168,8 @@ class Ledger:
 
     @property
     def acknowledged(self) -> set[str]:
-        return {b for b, status in self.answers.items() if status == 202}
+        with self._lock:
+            return {b for b, status in self.answers.items() if status == 202}
 
     def records_of(self, batch_ids: set[str]) -> int:
         return sum(len(self.batches[b]) for b in batch_ids)
@@ -316,12 +320,14 @@ class Load:
     ledger: Ledger
     senders: int = 8
     records: int = 10
+    prefix: str = "s"
     stop: threading.Event = field(default_factory=threading.Event)
     threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> Load:
         for number in range(self.senders):
-            thread = threading.Thread(target=self._run, args=(f"s{number}",), daemon=True)
+            name = f"{self.prefix}{number}"
+            thread = threading.Thread(target=self._run, args=(name,), daemon=True)
             thread.start()
             self.threads.append(thread)
         return self

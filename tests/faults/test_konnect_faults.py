@@ -415,7 +415,9 @@ async def test_a_failed_create_leaves_nothing_in_konnect(
     assert not outcome.served
     assert await leftovers(admin) == NOTHING
     assert (await admin_state(admin))["webhook"]["v2"]["enabled"] is False
-    assert sorted(p.name for p in (tmp_path / "store").iterdir()) == ["events.jsonl"]
+    store = tmp_path / "store"
+    assert not (store / "listener.json").exists()
+    assert not (store / "destination.json").exists()
     figures.record(
         f"create refused during setup ({next(iter(fault))}={next(iter(fault.values()))})",
         "the destination create fails",

@@ -52,9 +52,9 @@ def test_sigkill_under_load_loses_no_acknowledged_batch_and_the_torn_tail_is_rep
     senders, batches = load_figures(soak)
     ledger = Ledger()
     rounds = 5 if soak else 1
-    for _ in range(rounds):
+    for round_number in range(rounds):
         listener = launch_listener("--log-level", "warn").wait_ready()
-        load = Load(listener.port, ledger, senders=senders).start()
+        load = Load(listener.port, ledger, senders=senders, prefix=f"r{round_number}s").start()
         load.wait_for_acknowledged(len(ledger.acknowledged) + batches)
         listener.process.kill()
         listener.process.wait(10)

@@ -344,7 +344,8 @@ def raise_open_file_limit(wanted: int) -> None:
 async def test_slow_and_stuck_clients_in_numbers_do_not_delay_real_senders(
     start_receiver: Start, figures: Figures, soak: bool
 ) -> None:
-    crowd = 400 if soak else 100
+    # Both crowds together stay under the connection cap (512); above it, see the xfail below.
+    crowd = 230 if soak else 100
     raise_open_file_limit(4 * crowd + 256)
     running = await start_receiver(header_timeout=0.5, body_timeout=0.5)
     port = running.port
