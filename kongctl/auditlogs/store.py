@@ -242,8 +242,9 @@ class EventStore:
         return self._housekeeper.wait_idle(timeout)
 
     def _lock(self) -> int:
-        """Hold the store for this process: a second writer would repair a line the first is
-        writing, and rotate the file from under it."""
+        """Hold the store for this process until close; StoreError when another holds it."""
+        # A second writer would cut a line the first is still writing as torn, and rotate
+        # the file from under it.
         lock_path = self.directory / LOCK_FILE
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -375,11 +376,12 @@ class EventStore:
         os.rename(self.path, rotated)
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            os.fchmod(fd, 0o600)
         except OSError:
             # Put the file back: appends continue into it and the next try starts clean.
             os.rename(rotated, self.path)
             raise
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o600)  # a umask such as 0277 would take the owner's write bit
         old_fd, size = self._fd, self._size
         self._fd, self._size = fd, 0
         self._last_rotated = key
