@@ -40,11 +40,13 @@ _CHUNK = 1 << 20
 # Fast compression: the thread shares two cores with ingestion, and audit records still
 # shrink about tenfold at level 1.
 _COMPRESS_LEVEL = 1
-# How often retention by age looks again while no rotation happens.
-_RETENTION_INTERVAL = 300.0
+# How often the thread looks again while no rotation happens: for files past their retention
+# time, and for rotated files a failed compression (a full disk) left uncompressed.
+CATCH_UP_INTERVAL = 300.0
 # The compression thread yields the processor to ingestion when both want it.
 _BACKGROUND_NICENESS = 10
 _RETENTION_PASS = "retention"
+_CATCH_UP = "catch up"
 
 
 @dataclass(frozen=True)
@@ -245,6 +247,8 @@ class Housekeeper:
     acknowledged while a file is compressed.
     """
 
+    catch_up_interval = CATCH_UP_INTERVAL
+
     def __init__(self, directory: Path, policy: RotationPolicy, base: str = DEFAULT_BASE):
         self.directory = directory
         self.policy = policy
@@ -299,24 +303,26 @@ class Housekeeper:
 
     def _run(self) -> None:
         _lower_thread_priority()
-        interval = _RETENTION_INTERVAL if self.policy.retention is not None else None
         while True:
             try:
-                item = self._queue.get(timeout=interval)
+                item = self._queue.get(timeout=self.catch_up_interval)
             except queue.Empty:
-                self._apply_retention()
-                continue
+                item = _CATCH_UP
             if item is None:
                 return
             try:
-                if isinstance(item, Path):
+                if item is _CATCH_UP:
+                    for plain in recover(self.directory, self.base):
+                        self._compress(plain)
+                elif isinstance(item, Path):
                     self._compress(item)
                 self._apply_retention()
             except Exception:
                 # Whatever fails here must not stop the thread: later rotations need it.
-                logger.exception("rotated file housekeeping failed path=%s", item)
+                logger.exception("rotated file housekeeping failed item=%s", item)
             finally:
-                self._track(-1)
+                if item is not _CATCH_UP:
+                    self._track(-1)
 
     def _compress(self, plain: Path) -> None:
         if time.monotonic() >= self._stop_at:

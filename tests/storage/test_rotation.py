@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gzip
 import itertools
 import json
@@ -361,3 +362,29 @@ async def test_a_second_writer_on_the_same_store_is_refused(tmp_path: Path) -> N
     await second.append([b"two"])
     await second.close()
     assert list(iter_stored(tmp_path)) == [b"one", b"two"]
+
+
+async def test_a_compression_that_failed_is_retried_later(
+    open_store: Callable[..., EventStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_compress = rotation.compress
+    failures = []
+
+    def full_disk_once(plain: Path, **kwargs: object) -> Path:
+        if not failures:
+            failures.append(plain)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_compress(plain, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rotation, "compress", full_disk_once)
+    monkeypatch.setattr(rotation.Housekeeper, "catch_up_interval", 0.05)
+    store = open_store(rotate_size=1024)
+    await store.append(tagged(0, 0, 30))
+    assert await asyncio.to_thread(store.wait_for_housekeeping, 5)
+    assert failures and failures[0].exists()  # left plain, still readable
+
+    deadline = time.monotonic() + 5
+    while failures[0].exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert [f.compressed for f in list_rotated(store.directory)] == [True]
+    assert read_every_file(store.directory) == tagged(0, 0, 30)
