@@ -24,7 +24,7 @@ from kongctl.auditlogs.summary import Summary
 from kongctl.auditlogs.tail import JqFilter
 from kongctl.cli.render import emit
 from kongctl.cli.root import cli_context, global_options
-from kongctl.cli.timespec import TIME_FORMS, parse_time
+from kongctl.cli.timespec import format_time, parse_time
 from kongctl.errors import UsageError
 
 T = TypeVar("T")
@@ -122,7 +122,8 @@ def build_query(
     start = parse_time(since, flag="--since") if since is not None else None
     end = parse_time(until, flag="--until") if until is not None else None
     if start is not None and end is not None and start >= end:
-        raise UsageError(f"--since must be before --until; each is {TIME_FORMS}")
+        shown = [format_time(at.replace(microsecond=0)) for at in (start, end)]
+        raise UsageError(f"--since must be before --until (from {shown[0]} to {shown[1]})")
     jq_filter = JqFilter.compile(jq_expression) if jq_expression is not None else None
     return EventsQuery(lines, start, end, jq_filter, summary)
 
@@ -130,7 +131,7 @@ def build_query(
 def show_records(query: EventsQuery, directory: Path, output: str, warnings: Warnings) -> None:
     window = TimeWindow(query.since, query.until)
     if query.lines is not None and query.jq is None and not window.bounded:
-        # Only the newest files are read, backwards where they are not compressed.
+        # Only the newest files are read, and the current one backwards from its end.
         batches: Iterable[list[Any]] = [last_stored_records(directory, query.lines)]
     else:
         selected = window.select(_stored(directory, query.since, warnings))
@@ -161,7 +162,9 @@ def show_summary(query: EventsQuery, directory: Path, output: str, warnings: War
 
 
 def _stored(directory: Path, since: datetime | None, warnings: Warnings) -> Iterator[bytes]:
-    return iter_stored(directory, since=since, warn=lambda text: warnings.add("damaged", text))
+    return iter_stored(
+        directory, since=since, warn=lambda text: warnings.add("warnings about damaged files", text)
+    )
 
 
 def _results(
