@@ -31,6 +31,9 @@ __all__ = ["TOKEN", "Konnect", "emulator_process", "konnect"]
 AUTH = "Bearer fault-suite-0123456789abcdef"
 FIGURES_ENV = "KONGCTL_RELIABILITY_FIGURES"
 SOAK_ENVIRONMENT = "KONGCTL_SOAK_TESTS"
+# Read at import: the autouse config_home fixture removes every KONGCTL_* variable in tests.
+_FIGURES_OVERRIDE = os.environ.get(FIGURES_ENV)
+_SOAK_FROM_ENVIRONMENT = os.environ.get(SOAK_ENVIRONMENT) == "1"
 _FIGURES_KEY = pytest.StashKey[list[dict[str, Any]]]()
 _FIGURES_PATH_KEY = pytest.StashKey[Path]()
 _HERE = Path(__file__).parent
@@ -49,8 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def soak_enabled(config: pytest.Config) -> bool:
     # The environment variable works from the repository root, where --soak may be unknown.
-    option = bool(config.getoption("--soak", default=False))
-    return option or os.environ.get(SOAK_ENVIRONMENT) == "1"
+    return bool(config.getoption("--soak", default=False)) or _SOAK_FROM_ENVIRONMENT
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -76,6 +78,7 @@ class Figures:
     """Rows of the reliability table: a case, what was tried, and what came out."""
 
     rows: list[dict[str, Any]]
+    suite: str = ""
 
     def record(
         self,
@@ -91,6 +94,7 @@ class Figures:
     ) -> None:
         self.rows.append(
             {
+                "suite": self.suite,
                 "case": case,
                 "load": load,
                 "sent": sent,
@@ -106,11 +110,13 @@ class Figures:
 @pytest.fixture
 def figures(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Figures:
     stash = request.config.stash
-    explicit = os.environ.get(FIGURES_ENV)
     stash[_FIGURES_PATH_KEY] = (
-        Path(explicit) if explicit else tmp_path_factory.getbasetemp() / "reliability-figures.json"
+        Path(_FIGURES_OVERRIDE)
+        if _FIGURES_OVERRIDE
+        else tmp_path_factory.getbasetemp() / "reliability-figures.json"
     )
-    return Figures(stash.setdefault(_FIGURES_KEY, []))
+    suite = request.node.module.__name__.rpartition(".")[2].removeprefix("test_")
+    return Figures(stash.setdefault(_FIGURES_KEY, []), suite)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

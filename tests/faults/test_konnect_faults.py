@@ -421,7 +421,7 @@ async def test_a_failed_create_leaves_nothing_in_konnect(
     figures.record(
         f"create refused during setup ({next(iter(fault))}={next(iter(fault.values()))})",
         "the destination create fails",
-        f"exit 1 ({outcome.message[:60]}...); nothing left in Konnect",
+        f"exit 1 ({re.sub(r' at http://[^:]+:[0-9]+', '', outcome.message)}); nothing left",
     )
 
 
