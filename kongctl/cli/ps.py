@@ -61,7 +61,8 @@ def _list_processes() -> None:
     _warn_unreadable(bad)
     rows = [_record_row(path, record) for path, record in records]
     known = {record.pid for _, record in records}
-    rows += [_unmanaged_row(listener) for listener in find_unmanaged_listeners(known)]
+    unmanaged = find_unmanaged_listeners(known, cli.config_dir)
+    rows += [_unmanaged_row(listener) for listener in unmanaged]
     emit(cli.output, rows, lambda: _listing_text(rows))
 
 

@@ -36,8 +36,14 @@ class UnmanagedListener:
     started_at: datetime | None
 
 
-def find_unmanaged_listeners(known_pids: Collection[int]) -> list[UnmanagedListener]:
-    """Listeners running on this machine, except ``known_pids`` and the calling process."""
+def find_unmanaged_listeners(
+    known_pids: Collection[int], config_dir: Path | None = None
+) -> list[UnmanagedListener]:
+    """Listeners running on this machine, except ``known_pids`` and the calling process.
+
+    With ``config_dir``, only listeners that use that config directory (they write its
+    store and records); a listener whose environment cannot be read is kept.
+    """
     skip = {os.getpid(), *known_pids}
     found = []
     for pid, argv in _command_lines():
@@ -45,6 +51,8 @@ def find_unmanaged_listeners(known_pids: Collection[int]) -> list[UnmanagedListe
             continue
         verb = listener_verb(argv)
         if verb is None:
+            continue
+        if config_dir is not None and not _uses_config_dir(pid, config_dir):
             continue
         ticks = process_start_ticks(pid)
         found.append(UnmanagedListener(pid, verb, redact_args(argv), ticks, _started_at(ticks)))
@@ -96,6 +104,27 @@ def _kongctl_arguments(argv: Sequence[str]) -> list[str] | None:
         # The first plain word is the script: the kongctl console script, run by its shebang.
         return list(argv[index + 1 :]) if os.path.basename(arg) == "kongctl" else None
     return None
+
+
+def _uses_config_dir(pid: int, config_dir: Path) -> bool:
+    theirs = _config_dir_of(pid)
+    return theirs is None or os.path.abspath(theirs) == os.path.abspath(config_dir)
+
+
+def _config_dir_of(pid: int) -> str | None:
+    """The config directory a process resolves from its environment, when it can be read."""
+    if not uses_procfs():
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    environ = dict(entry.split(b"=", 1) for entry in raw.split(b"\0") if b"=" in entry)
+    xdg = environ.get(b"XDG_CONFIG_HOME", b"").strip()
+    if xdg:
+        return os.path.join(os.fsdecode(xdg), "kongctl")
+    home = environ.get(b"HOME")
+    return os.path.join(os.fsdecode(home), ".config", "kongctl") if home else None
 
 
 def _command_lines() -> list[tuple[int, list[str]]]:

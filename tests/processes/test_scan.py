@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kongctl.config import config_dir
 from kongctl.processes.registry import REDACTED
 from kongctl.processes.runtime import process_start_ticks
 from kongctl.processes.scan import find_unmanaged_listeners, listener_verb, option_value
@@ -83,3 +85,22 @@ def test_known_pids_are_not_reported_as_unmanaged(
     wait_for(lambda: any(f.pid == process.pid for f in find_unmanaged_listeners(set())))
 
     assert all(f.pid != process.pid for f in find_unmanaged_listeners({process.pid}))
+
+
+def test_listeners_of_another_config_dir_are_not_listed_as_ours(
+    tmp_path: Path, popen_children: list[subprocess.Popen[Any]]
+) -> None:
+    script = tmp_path / "kongctl"
+    script.write_text("import time\ntime.sleep(30)\n")
+    ours = config_dir()
+    other_home = tmp_path / "other-home"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(other_home)}
+    theirs = subprocess.Popen([sys.executable, str(script), "listen"], env=env)
+    mine = subprocess.Popen([sys.executable, str(script), "listen"])
+    popen_children.extend([theirs, mine])
+
+    wait_for(lambda: any(f.pid == mine.pid for f in find_unmanaged_listeners(set(), ours)))
+
+    assert all(f.pid != theirs.pid for f in find_unmanaged_listeners(set(), ours))
+    other = other_home / "kongctl"
+    assert any(f.pid == theirs.pid for f in find_unmanaged_listeners(set(), other))
