@@ -296,7 +296,9 @@ def _listen_here(ctx: CliContext, options: ListenOptions, connection: Any) -> No
 
     child = detach.is_detached_child()
     if child:
-        ctx.start_logging(ctx.config_dir / "logs" / f"kongctl-listener-{os.getpid()}.log")
+        # Nobody watches a detached listener: its log must tell what happened.
+        log_file = ctx.config_dir / "logs" / f"kongctl-listener-{os.getpid()}.log"
+        ctx.start_logging(log_file, at_least="info")
     else:
         ctx.start_logging()
     try:

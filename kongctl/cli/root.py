@@ -85,14 +85,19 @@ class CliContext:
     def default_log_file(self) -> Path:
         return self.config_dir / "logs" / "kongctl.log"
 
-    def start_logging(self, log_file: str | Path | None = None) -> Path:
-        """Open the log file; ``log_file`` overrides the flag, used by detached listeners."""
-        from kongctl.logs import setup_logging
+    def start_logging(
+        self, log_file: str | Path | None = None, *, at_least: str | None = None
+    ) -> Path:
+        """Open the log file; detached listeners pass their own file and level ``info``."""
+        from kongctl.logs import parse_level, setup_logging
 
         target = log_file or self.settings.get(
             "log-file", self.flags.get("log_file"), self.default_log_file()
         )
-        self.log_path = setup_logging(self.log_level, target)
+        level = self.log_level
+        if at_least is not None and parse_level(at_least) < parse_level(level):
+            level = at_least
+        self.log_path = setup_logging(level, target)
         return self.log_path
 
 
@@ -207,7 +212,10 @@ def run(argv: list[str] | None = None) -> int:
     logging.getLogger("kongctl").addHandler(logging.NullHandler())
     logging.getLogger("kongctl").propagate = False
     try:
-        result = cli.main(args=argv, prog_name="kongctl", standalone_mode=False)
+        # Not cli.main(): it turns a broken pipe into exit status 1 before we can see it.
+        args = sys.argv[1:] if argv is None else list(argv)
+        with cli.make_context("kongctl", args) as ctx:
+            result = cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:

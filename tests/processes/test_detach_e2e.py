@@ -95,9 +95,10 @@ def kongctl(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def listen_detached(konnect: Emulator, port: int) -> subprocess.CompletedProcess[str]:
+def listen_detached(konnect: Emulator, port: int, *extra: str) -> subprocess.CompletedProcess[str]:
     return kongctl(
         "listen",
+        *extra,
         "--base-url",
         konnect.url,
         "--pat",
@@ -146,6 +147,10 @@ def test_detached_listener_is_listed_receives_and_cleans_up_konnect_when_stopped
     assert state["destinations"] == []
     assert state["webhook"]["v2"]["endpoint"] == "unconfigured"
     assert state["webhook"]["v2"]["enabled"] is False
+    log_text = Path(info["log_file"]).read_text()
+    assert "destination created" in log_text
+    assert "destination deleted" in log_text
+    assert "s3cret" not in log_text and TOKEN not in log_text
 
 
 def test_detached_start_failure_is_reported_and_its_record_kept(
@@ -155,7 +160,8 @@ def test_detached_start_failure_is_reported_and_its_record_kept(
     assert first.returncode == 0, first.stderr
     detached_pids.append(json.loads(first.stdout)["pid"])
 
-    second = listen_detached(konnect, free_port())
+    # Another profile, so the second listener gets past its own store and meets the webhook.
+    second = listen_detached(konnect, free_port(), "-p", "other")
 
     assert second.returncode == 1
     assert second.stderr.startswith("Error: detached listener (pid ")

@@ -1,11 +1,7 @@
-"""Helpers for the event store over time: records with known content, stores laid out on disk.
-
-Soak variants (``@pytest.mark.soak``) run only with ``--soak`` (or ``KONGCTL_SOAK_TESTS=1``).
-"""
+"""Helpers for the event store over time: records with known content, stores laid out on disk."""
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
@@ -13,28 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from kongctl.auditlogs.rotation import STAMP_FORMAT
-
-SOAK_ENVIRONMENT = "KONGCTL_SOAK_TESTS"
-_HERE = Path(__file__).parent
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    # Registered here, the option works for `pytest tests/storage --soak`; a run from the
-    # repository root needs it in the top-level conftest, or the environment variable.
-    with contextlib.suppress(ValueError):  # already registered by another conftest
-        parser.addoption("--soak", action="store_true", default=False, help="run soak tests")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--soak", default=False) or os.environ.get(SOAK_ENVIRONMENT) == "1":
-        return
-    skip = pytest.mark.skip(reason=f"soak test: run with --soak or {SOAK_ENVIRONMENT}=1")
-    for item in items:
-        if item.get_closest_marker("soak") and _HERE in Path(str(item.path)).parents:
-            item.add_marker(skip)
 
 
 def json_record(
