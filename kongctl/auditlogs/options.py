@@ -41,6 +41,7 @@ class ListenOptions:
     rotation: RotationPolicy = field(default_factory=RotationPolicy)
     # With tail: how many stored records to print before the new ones.
     backlog: int = 0
+    verify_signatures: bool = False
 
     @property
     def listen_address(self) -> str:

@@ -23,6 +23,7 @@ from kongctl.auditlogs.options import ListenOptions
 from kongctl.auditlogs.reader import last_stored_records
 from kongctl.auditlogs.receiver import Receiver, ReceiverConfig, bind_listen_socket
 from kongctl.auditlogs.store import EventStore, write_state_file
+from kongctl.auditlogs.verification import RecordVerification
 from kongctl.errors import ExecutionError, KongctlError, KonnectError
 from kongctl.konnect.auditlogs import AuditLogsAPI
 
@@ -53,6 +54,7 @@ class SessionIO:
     notice: Callable[[str], None]
     on_ready: Callable[[Mapping[str, Any]], None] = lambda _info: None
     on_records: Callable[[Sequence[bytes]], None] | None = None
+    finished: Callable[[Mapping[str, Any]], None] = lambda _report: None
 
 
 @dataclass
@@ -66,6 +68,7 @@ class ListenSession:
     konnect: Konnected = field(default_factory=Konnected)
     drain_timeout: float = 10.0
     delete_budget: float = DESTINATION_DELETE_BUDGET
+    verification: RecordVerification | None = None
 
     def __post_init__(self) -> None:
         self._stop = asyncio.Event()
@@ -111,6 +114,8 @@ class ListenSession:
             await self._receiver.start(sock)
             if self.io.on_records is not None:
                 self._store.add_listener(self.io.on_records)
+            if self.verification is not None:
+                self._store.add_listener(self.verification.on_records)
             info = self._write_state_files()
             self.io.summary(info)
             self.io.on_ready(info)
@@ -125,7 +130,7 @@ class ListenSession:
 
     async def _shutdown_after(self, failure: BaseException | None) -> None:
         try:
-            await self._shutdown()
+            await self._shutdown(clean=failure is None)
         except KongctlError as cleanup_error:
             if isinstance(failure, KongctlError):
                 raise ExecutionError(
@@ -219,14 +224,31 @@ class ListenSession:
         write_state_file(self.store_dir / "destination.json", destination)
         return {**listener, **destination, "region": self.region_label}
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self, *, clean: bool) -> None:
         try:
             if self._receiver is not None:
                 await self._receiver.stop()
                 log.info("receiver stopped stats=%s", self._receiver.stats)
             await self._store.close()
+            if self.verification is not None:
+                await self.verification.drain(timeout=5.0)
         finally:
+            deleted = self.konnect.destination_id
             await self._release_konnect()
+        if clean:
+            self.io.finished(self._final_report(deleted))
+        elif deleted is not None:
+            self.io.notice(f"Deleted the audit-log destination this run created: {deleted}")
+
+    def _final_report(self, deleted: str | None) -> dict[str, Any]:
+        report: dict[str, Any] = {
+            "stopped": True,
+            "deleted_destination_id": deleted,
+            "records_received": self._receiver.stats.records if self._receiver else 0,
+        }
+        if self.verification is not None:
+            report["signatures"] = self.verification.counts()
+        return report
 
     async def _release_konnect(self) -> None:
         try:
@@ -284,7 +306,6 @@ class ListenSession:
             ) from None
         self.konnect.destination_id = None
         log.info("destination deleted id=%s", destination_id)
-        self.io.notice(f"Listener stopped. Deleted audit-log destination: {destination_id}")
 
     def _busy_notice(self, delay: float) -> None:
         log.info("destination in use, retrying in %.1fs", delay)

@@ -102,6 +102,9 @@ def listener_options(func: Callable[..., Any]) -> Callable[..., Any]:
             metavar="N",
             help="Keep at most N rotated files (default: keep all).",
         ),
+        _bool_option(
+            "--verify-signatures", False, "Check each record's Ed25519 signature (Konnect JWKS)."
+        ),
         _bool_option("--detach", False, "Run the listener in the background."),
         click.option("-d", "detach_short", is_flag=True, help="Same as --detach."),
         click.option("--tls-cert-file", type=click.Path(path_type=Path), help="Serve HTTPS."),
@@ -190,6 +193,7 @@ def build_options(
         tls_key_file=flags["tls_key_file"],
         rotation=rotation,
         backlog=backlog,
+        verify_signatures=bool(flags["verify_signatures"]),
     )
 
 
@@ -320,17 +324,20 @@ async def _session_main(ctx: CliContext, options: ListenOptions, connection: Any
     output = ctx.output
     printer = _make_printer(options) if options.tail else None
     async with connection.client() as client:
+        api = AuditLogsAPI(client)
         session = ListenSession(
             options=options,
-            api=AuditLogsAPI(client),
+            api=api,
             store_dir=profile_store_dir(ctx.config_dir, ctx.profile),
             profile=ctx.profile,
             region_label=connection.region_label,
             io=SessionIO(
                 summary=lambda info: _print_summary(output, options, info, ctx.log_path),
                 notice=lambda text: _notice(options, text),
+                finished=lambda report: _print_finished(output, options, report),
                 on_ready=detach.report_ready,
             ),
+            verification=_verification(options, api),
         )
         if printer is not None:
             session.io.on_records = printer.bind(session)
@@ -357,6 +364,34 @@ def _make_printer(options: ListenOptions) -> Any:
     return Printer()
 
 
+def _verification(options: ListenOptions, api: Any) -> Any:
+    if not options.verify_signatures:
+        return None
+    from kongctl.auditlogs.signatures import SignatureVerifier
+    from kongctl.auditlogs.verification import RecordVerification
+
+    warn = (lambda line: click.echo(line, err=True)) if options.tail else None
+    return RecordVerification(SignatureVerifier(api.get_jwks), warn=warn)
+
+
+def _print_finished(output: str, options: ListenOptions, report: Mapping[str, Any]) -> None:
+    from kongctl.auditlogs.verification import summary_line
+
+    if output != "text" and not options.tail:
+        emit(output, dict(report), "")
+        return
+    deleted = report["deleted_destination_id"]
+    lines = [
+        f"Listener stopped. Deleted audit-log destination: {deleted}"
+        if deleted
+        else "Listener stopped."
+    ]
+    if "signatures" in report:
+        lines.append(summary_line(report["signatures"]))
+    for line in lines:
+        _notice(options, line)
+
+
 def _notice(options: ListenOptions, text: str) -> None:
     # In tail mode stdout carries records only.
     click.echo(text, err=options.tail)
@@ -365,7 +400,12 @@ def _notice(options: ListenOptions, text: str) -> None:
 def _print_summary(
     output: str, options: ListenOptions, info: Mapping[str, Any], log_path: Path | None
 ) -> None:
-    document = {**info, "tail": options.tail, "log_file": str(log_path) if log_path else None}
+    document = {
+        **info,
+        "tail": options.tail,
+        "verify_signatures": options.verify_signatures,
+        "log_file": str(log_path) if log_path else None,
+    }
     if options.tail:
         log.info("listener started %s", document)
         click.echo(f"Listening on {info['local_endpoint']} (Ctrl-C to stop)", err=True)
@@ -384,6 +424,12 @@ def _summary_text(options: ListenOptions, info: Mapping[str, Any], log_path: Pat
         ("regional webhook", f"{webhook}{' in ' + info['region'] if info['region'] else ''}"),
         ("events file", info["events_file"]),
         ("log file", str(log_path) if log_path else "-"),
+        (
+            "signatures",
+            "checked against Konnect's keys (counts at stop)"
+            if options.verify_signatures
+            else "not checked (--verify-signatures)",
+        ),
     ]
     width = max(len(label) for label, _ in rows) + 1
     lines = ["Konnect audit-log listener started."]
