@@ -79,7 +79,9 @@ def test_records_survive_any_framing_and_member_split(
     assert split_records(decode_body(body, data.draw(st.sampled_from(GZIP_NAMES)), 1 << 20)) == (
         records
     )
-    assert split_records(decode_body(payload, None, 1 << 20)) == records
+    # Uncompressed, the same payload is read as is, unless it starts like gzip (see README).
+    if not payload.startswith(GZIP_MAGIC):
+        assert split_records(decode_body(payload, None, 1 << 20)) == records
 
 
 @st.composite
