@@ -133,14 +133,20 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not rows:
         return
     terminalreporter.section("reliability figures")
-    for row in rows:
-        counts = " ".join(
-            f"{key}={row[key]}"
-            for key in ("sent", "acknowledged", "stored", "lost")
-            if row[key] is not None
-        )
-        terminalreporter.write_line(f"{row['case']}: {counts} -> {row['outcome']}")
-    terminalreporter.write_line(f"written to {config.stash[_FIGURES_PATH_KEY]}")
+    lost = sum(row["lost"] or 0 for row in rows)
+    # One line per case only when asked (-v): make test runs everything and stays short.
+    if config.option.verbose > 0:
+        for row in rows:
+            counts = " ".join(
+                f"{key}={row[key]}"
+                for key in ("sent", "acknowledged", "stored", "lost")
+                if row[key] is not None
+            )
+            terminalreporter.write_line(f"{row['case']}: {counts} -> {row['outcome']}")
+    terminalreporter.write_line(
+        f"{len(rows)} cases, {lost} acknowledged records lost;"
+        f" written to {config.stash[_FIGURES_PATH_KEY]}"
+    )
 
 
 # Batches of records with a known identity, and what the record file must then hold.
