@@ -32,11 +32,16 @@ class SecretFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
-        message = record.getMessage()
-        for secret in self.secrets:
-            message = message.replace(secret, _REDACTED)
-        record.msg, record.args = message, None
+        record.msg, record.args = self.redact(record.getMessage()), None
+        if record.exc_info and not record.exc_text:
+            # An exception's text can carry a secret too (an error answer echoing a header).
+            record.exc_text = self.redact(logging.Formatter().formatException(record.exc_info))
         return True
+
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, _REDACTED)
+        return text
 
 
 _secret_filter = SecretFilter()
@@ -46,6 +51,11 @@ def register_secret(value: str | None) -> None:
     """Keep ``value`` (a PAT, an authorization header) out of every log line."""
     if value and len(value) >= 4:
         _secret_filter.secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced, for messages on the terminal."""
+    return _secret_filter.redact(text)
 
 
 def parse_level(name: str) -> int:

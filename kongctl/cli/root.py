@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import cached_property
@@ -208,6 +209,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
+    # Everything kongctl creates (store, logs, process records, their folders) is private;
+    # mkdir(parents=True) would otherwise leave the parents to the user's umask.
+    os.umask(0o077)
     # Until a command opens the log file, log lines have nowhere to go but must not reach stderr.
     logging.getLogger("kongctl").addHandler(logging.NullHandler())
     logging.getLogger("kongctl").propagate = False
@@ -237,9 +241,12 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def _report(message: str, hint: str | None) -> None:
-    click.echo(f"Error: {message}", err=True)
+    # Konnect's or a proxy's error text may echo the request, token included.
+    from kongctl.logs import redact
+
+    click.echo(f"Error: {redact(message)}", err=True)
     if hint:
-        click.echo(f"Hint: {hint}", err=True)
+        click.echo(f"Hint: {redact(hint)}", err=True)
 
 
 def _log_traceback() -> str | None:
@@ -254,8 +261,6 @@ def _log_traceback() -> str | None:
 
 
 def _quiet_broken_pipe() -> int:
-    import os
-
     # The reader went away; point stdout at /dev/null so flushing at exit cannot fail again.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())

@@ -308,11 +308,6 @@ def test_secrets_stay_out_of_logs_output_and_files_at_trace_level(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Konnect's (or a proxy's) error text is printed as is: an answer that echoes the"
-    " request's Authorization header puts the PAT on stderr; the log file redacts it",
-)
 def test_an_error_answer_that_echoes_the_token_does_not_print_it(
     konnect: Konnect, launch_listener: LaunchListener
 ) -> None:
@@ -455,11 +450,6 @@ def test_store_and_log_files_are_private_even_with_umask_000(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="with umask 000 the config folder and audit-logs/ are created 0777 (mkdir parents=True"
-    " ignores mode for parents), so any user can swap the store folder or plant config.yaml",
-)
 def test_every_folder_kongctl_creates_is_private_even_with_umask_000(
     konnect: Konnect, launch_listener: LaunchListener
 ) -> None:
