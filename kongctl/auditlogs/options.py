@@ -107,10 +107,11 @@ def resolve_endpoint(endpoint: str | None, public_url: str | None, path: str) ->
     )
 
 
-def check_authorization(authorization: str | None) -> str:
+def check_authorization(authorization: str | None, *, env_name: str | None = None) -> str:
     if authorization is None or not authorization.strip():
+        also = f" (or set {env_name})" if env_name else ""
         raise UsageError(
-            "--authorization is required: the exact Authorization header value Konnect "
+            f"--authorization is required{also}: the exact Authorization header value Konnect "
             'must send, e.g. --authorization "Bearer $(openssl rand -hex 24)"'
         )
     return authorization

@@ -38,6 +38,7 @@ from kongctl.sizes import parse_size
 log = logging.getLogger(__name__)
 
 _RESOURCE_NAMES = ("audit-logs", "audit-log", "al")
+_SECRET_FLAGS = ("--pat", "--authorization")
 _FORMS = "kongctl {verb} [konnect] [audit-logs]"
 
 
@@ -75,7 +76,7 @@ def listener_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--authorization",
-            help="Authorization header value Konnect must send (required).",
+            help="Authorization header value Konnect must send (required; or env/config).",
         ),
         _bool_option("--configure-webhook", True, "Bind the regional webhook (default true)."),
         _bool_option("--tail", None, "Print each stored record to stdout."),
@@ -158,7 +159,12 @@ def build_options(
     from kongctl.auditlogs.receiver import parse_listen_address
 
     check_forms(verb, flags["forms"])
-    authorization = check_authorization(flags["authorization"])
+    authorization = check_authorization(
+        settings.get("audit-logs.authorization", flags["authorization"])
+        if settings is not None
+        else flags["authorization"],
+        env_name=env_var_name(settings.profile, "audit-logs.authorization") if settings else None,
+    )
     tail = tail_default if flags["tail"] is None else bool(flags["tail"])
     detach = bool(flags["detach"] or flags["detach_short"])
     check_modes(tail=tail, detach=detach, jq=flags["jq_expression"])
@@ -252,7 +258,7 @@ def _run(*, verb: str, tail_default: bool, flags: Mapping[str, Any]) -> None:
 
     register_secret(options.authorization)
     if options.detach:
-        _detach(ctx, options)
+        _detach(ctx, options, connection)
         return
     _check_port_free(options)
     _listen_here(ctx, options, connection)
@@ -264,16 +270,22 @@ def _check_port_free(options: ListenOptions) -> None:
     bind_listen_socket(options.listen_host, options.listen_port).close()
 
 
-def _detach(ctx: CliContext, options: ListenOptions) -> None:
-    from kongctl.processes.detach import spawn_detached
+def _detach(ctx: CliContext, options: ListenOptions, connection: Any) -> None:
+    from kongctl.processes.detach import spawn_detached, strip_value_flags
 
     _check_port_free(options)
+    # Secrets reach the child through its environment, which only its user can read,
+    # never through its command line, which every user of the machine can.
     result = spawn_detached(
-        sys.argv[1:],
+        strip_value_flags(sys.argv[1:], _SECRET_FLAGS),
         config_dir=ctx.config_dir,
         profile=ctx.profile,
         log_dir=ctx.config_dir / "logs",
         extras={"listen_address": options.listen_address, "endpoint": options.endpoint},
+        environment={
+            env_var_name(ctx.profile, "konnect.pat"): connection.token,
+            env_var_name(ctx.profile, "audit-logs.authorization"): options.authorization,
+        },
     )
     info = {
         "pid": result.pid,

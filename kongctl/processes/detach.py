@@ -83,6 +83,26 @@ def strip_detach_flags(args: Sequence[str]) -> list[str]:
     return kept
 
 
+def strip_value_flags(args: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """``args`` without ``--flag value`` and ``--flag=value`` for each of ``flags``."""
+    kept: list[str] = []
+    skip_value = False
+    for index, arg in enumerate(args):
+        if skip_value:
+            skip_value = False
+            continue
+        if arg == "--":
+            kept.extend(args[index:])
+            break
+        if arg in flags:
+            skip_value = True
+            continue
+        if any(arg.startswith(flag + "=") for flag in flags):
+            continue
+        kept.append(arg)
+    return kept
+
+
 def is_detached_child() -> bool:
     """Whether this process is a listener started by ``spawn_detached``."""
     # The session check keeps programs the listener might start from counting as detached.
@@ -98,12 +118,15 @@ def spawn_detached(
     ready_timeout: float = 60.0,
     extras: Mapping[str, Any] | None = None,
     command: Sequence[str] | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> DetachResult:
     """Start ``kongctl <argv>`` (minus ``--detach``) in the background; return once it is ready.
 
     ``argv`` is the command line after the program name. ``extras`` go into the process
     record (``listen_address``, ``endpoint``, ...). ``command`` replaces the whole child
-    command line; tests use it to run a stand-in listener. On any failure this raises
+    command line; tests use it to run a stand-in listener. ``environment`` is added to the
+    child's environment: the way to hand it secrets, which a command line would show to every
+    user of the machine. On any failure this raises
     ``ExecutionError`` naming the log file, and the process record is kept for debugging.
     """
     child_command = (
@@ -114,7 +137,7 @@ def spawn_detached(
     log_dir = Path(log_dir)
     log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
 
-    pid, log_file, ready_fd = _start_child(child_command, log_dir)
+    pid, log_file, ready_fd = _start_child(child_command, log_dir, environment or {})
     try:
         record_file = _write_child_record(
             config_dir, pid, profile, log_file, child_command, extras or {}
@@ -136,7 +159,9 @@ def spawn_detached(
     return DetachResult(pid=pid, log_file=log_file, record_file=record_file, info=info)
 
 
-def _start_child(command: list[str], log_dir: Path) -> tuple[int, Path, int]:
+def _start_child(
+    command: list[str], log_dir: Path, environment: Mapping[str, str]
+) -> tuple[int, Path, int]:
     """Spawn the child; returns its pid, its log file and the read end of the ready pipe."""
     # The log is named after the child's pid, known only once it runs: open a temporary name
     # and give the file its real name afterwards. The child keeps writing to the same file.
@@ -147,7 +172,7 @@ def _start_child(command: list[str], log_dir: Path) -> tuple[int, Path, int]:
     read_fd, write_fd = os.pipe()
     try:
         os.set_inheritable(write_fd, True)
-        pid = _spawn(command, log_fd, write_fd)
+        pid = _spawn(command, log_fd, write_fd, environment)
     except OSError as exc:
         os.close(read_fd)
         Path(startup_log).unlink(missing_ok=True)
@@ -169,8 +194,8 @@ def _start_child(command: list[str], log_dir: Path) -> tuple[int, Path, int]:
     return pid, log_file, read_fd
 
 
-def _spawn(command: list[str], log_fd: int, ready_fd: int) -> int:
-    env = dict(os.environ)
+def _spawn(command: list[str], log_fd: int, ready_fd: int, environment: Mapping[str, str]) -> int:
+    env = {**os.environ, **environment}
     env[READY_FD_ENV] = str(ready_fd)
     env[DETACHED_ENV] = "1"
     env["PYTHONUNBUFFERED"] = "1"  # so `kongctl ps logs -f` sees lines as they are written

@@ -143,6 +143,7 @@ def _wait_until_gone(pid: int, pidfd: int | None, start_ticks: int | None, deadl
             return True
         inspection = _inspect(pid)
         if inspection.presence == "gone":
+            reap_if_child(pid)  # it may have turned zombie since the first look
             return True
         if start_ticks is not None and inspection.start_ticks not in (None, start_ticks):
             return True  # it exited and the pid already belongs to someone else

@@ -394,11 +394,6 @@ def test_a_detached_listener_keeps_secrets_out_of_ps_its_record_and_its_log(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the detached child is started with the parent's full argv, so --pat and"
-    " --authorization sit in its command line, readable by every user through ps",
-)
 def test_a_detached_listeners_command_line_holds_no_secrets(
     detached: tuple[int, dict[str, str]],
 ) -> None:
