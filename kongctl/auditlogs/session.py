@@ -24,7 +24,7 @@ from kongctl.auditlogs.reader import last_stored_records
 from kongctl.auditlogs.receiver import Receiver, ReceiverConfig, bind_listen_socket
 from kongctl.auditlogs.store import EventStore, write_state_file
 from kongctl.auditlogs.verification import RecordVerification
-from kongctl.errors import ExecutionError, KongctlError, KonnectError
+from kongctl.errors import ExecutionError, KongctlError, KonnectConnectionError, KonnectError
 from kongctl.konnect.auditlogs import AuditLogsAPI
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Konnected:
     destination_id: str | None = None
     destination_name: str | None = None
     webhook_bound: bool = False
+    create_unanswered: bool = False  # the create call got no answer: it may exist anyway
 
 
 @dataclass
@@ -137,6 +138,10 @@ class ListenSession:
                     f"{failure.message}; then {cleanup_error.message}", hint=cleanup_error.hint
                 ) from None
             raise
+        if isinstance(failure, KongctlError) and self.konnect.create_unanswered:
+            raise ExecutionError(
+                f"{failure.message}; {self.left_behind()}", hint=_UNANSWERED_CREATE_HINT
+            ) from None
 
     def _print_backlog(self) -> None:
         # Before the receiver starts nothing else appends, so no record is printed twice
@@ -160,13 +165,17 @@ class ListenSession:
                 hint="pick another --name, or delete the old destination in Konnect",
             )
         self.konnect.destination_name = name
-        created = await self.api.create_destination(
-            name=name,
-            endpoint=self.options.endpoint,
-            log_format=self.options.log_format,
-            authorization=self.options.authorization,
-            skip_ssl_verification=self.options.skip_ssl_verification,
-        )
+        try:
+            created = await self.api.create_destination(
+                name=name,
+                endpoint=self.options.endpoint,
+                log_format=self.options.log_format,
+                authorization=self.options.authorization,
+                skip_ssl_verification=self.options.skip_ssl_verification,
+            )
+        except (KonnectConnectionError, asyncio.CancelledError):
+            self.konnect.create_unanswered = True
+            raise
         self.konnect.destination_id = str(created["id"])
         log.info("destination created id=%s name=%s", created["id"], name)
         if self.options.configure_webhook:
@@ -264,16 +273,22 @@ class ListenSession:
                 (self.store_dir / name).unlink()
 
     async def _find_interrupted_create(self) -> None:
-        # A signal or timeout during the create call may leave a destination we never heard of.
+        # A signal or timeout during the create call may leave a destination we never heard
+        # of, and Konnect may finish creating it a moment after we gave up: look a few times.
         if self.konnect.destination_id is not None or self.konnect.destination_name is None:
             return
-        try:
-            found = await self.api.find_destination_by_name(self.konnect.destination_name)
-        except KonnectError as exc:
-            log.warning("lookup after interrupted create failed error=%s", exc)
-            return
-        if found is not None:
-            self.konnect.destination_id = str(found["id"])
+        delays = _UNANSWERED_CREATE_LOOKUPS if self.konnect.create_unanswered else (0.0,)
+        for delay in delays:
+            await asyncio.sleep(delay)
+            try:
+                found = await self.api.find_destination_by_name(self.konnect.destination_name)
+            except KonnectError as exc:
+                log.warning("lookup after interrupted create failed error=%s", exc)
+                return
+            if found is not None:
+                self.konnect.destination_id = str(found["id"])
+                self.konnect.create_unanswered = False
+                return
 
     async def _release_webhook(self) -> None:
         if not self.konnect.webhook_bound:
@@ -320,6 +335,11 @@ class ListenSession:
             )
         if self.konnect.webhook_bound:
             parts.append("the regional audit-log webhook (still bound to it)")
+        if self.konnect.create_unanswered and not self.konnect.destination_id:
+            parts.append(
+                f'possibly an audit-log destination "{self.konnect.destination_name}" '
+                "(its create call got no answer)"
+            )
         if not parts:
             return "nothing was left in Konnect"
         return "left in Konnect: " + " and ".join(parts)
@@ -345,6 +365,12 @@ class ListenSession:
             self._task.cancel()
 
 
+# Seconds to wait before each look for a destination whose create call got no answer.
+_UNANSWERED_CREATE_LOOKUPS = (0.0, 1.0, 2.0)
+_UNANSWERED_CREATE_HINT = (
+    "check with `kongctl get audit-logs destination <name>` and delete it with "
+    "`kongctl delete audit-logs destination <name>`"
+)
 _CLEANUP_HINT = (
     "remove leftovers with `kongctl delete audit-logs destination <id> --force` "
     "and `kongctl delete audit-logs webhook`"

@@ -447,11 +447,6 @@ async def test_a_create_whose_answer_is_lost_is_found_by_name_and_deleted(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a create Konnect completes after the client timed out is neither found nor named:"
-    " the session looks the name up once, right away, and reports nothing left",
-)
 async def test_a_create_konnect_completes_after_the_client_gave_up_is_not_forgotten(
     emulator: RunningEmulator,
     admin: aiohttp.ClientSession,
