@@ -112,6 +112,10 @@ async def start_replay(api: AuditLogsAPI, window: ReplayWindow) -> dict[str, Any
         if exc.status != CONFLICT:
             raise
         running = await api.get_replay_job()
+        if _same_window(running, window):
+            # Our own PUT, retried after its answer was lost: the job is ours and running.
+            log.info("replay job already accepted start_at=%s", window.start_at)
+            return running
         raise ExecutionError(
             "a replay job is already running ("
             f"status {running.get('status')} since {running.get('updated_at')}, "
@@ -120,6 +124,16 @@ async def start_replay(api: AuditLogsAPI, window: ReplayWindow) -> dict[str, Any
         ) from None
     log.info("replay job accepted start_at=%s end_at=%s", window.start_at, window.end_at)
     return job
+
+
+def _same_window(job: dict[str, Any], window: ReplayWindow) -> bool:
+    # Konnect keeps the times at a coarser precision than we send them.
+    try:
+        running = [parse_time(str(job.get(k)), flag=k) for k in ("start_at", "end_at")]
+    except UsageError:
+        return False
+    requested = [window.start, window.end]
+    return all(abs(a - b) < timedelta(seconds=1) for a, b in zip(running, requested, strict=True))
 
 
 async def wait_for_job(

@@ -779,11 +779,6 @@ def test_replay_is_submitted_once_through_resets_and_5xx(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a replay PUT Konnect accepted but whose answer was lost is retried, meets 409"
-    " 'A replay job is currently running' (its own job) and is reported as a failure",
-)
 def test_a_replay_whose_answer_was_lost_is_reported_as_started(
     konnect: Konnect,
     capsys: pytest.CaptureFixture[str],
