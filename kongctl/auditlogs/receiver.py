@@ -11,9 +11,10 @@ import hmac
 import logging
 import socket
 import ssl
-from collections import Counter
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -53,6 +54,12 @@ _BUSY_RESPONSE = (
     b"Connection: close\r\n"
     b"\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
 )
+# At the cap, a new connection waits this long for its first bytes before it is turned away:
+# senders write their request at once, a crowd of idle connections never does.
+_NEWCOMER_GRACE = 1.0
+# At most this many wait at once; a newer one turns the oldest away, so a crowd that keeps
+# reconnecting cannot hold the waiting room either.
+_NEWCOMER_SLOTS = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,6 +116,11 @@ class Receiver:
         self._config = config
         self._ssl_context = ssl_context
         self._expected_authorization = _header_bytes(config.authorization)
+        self._admission = _Admission(
+            config.max_connections,
+            min(_NEWCOMER_GRACE, config.header_timeout),
+            self._turned_away,
+        )
         self._http: web.Server | None = None
         self._listener: asyncio.Server | None = None
         self._address: tuple[str, int] | None = None
@@ -125,11 +137,17 @@ class Receiver:
             raise RuntimeError("receiver is not started")
         return self._address
 
+    @property
+    def open_connections(self) -> int:
+        """HTTP connections open now, the number held against ``max_connections``."""
+        return self._admission.open_connections
+
     async def start(self, sock: socket.socket) -> None:
         """Serve on ``sock``, which must be bound and listening; the receiver now owns it."""
         config = self._config
-        self._http = web.Server(
+        self._http = _Server(
             self._handle,
+            self._admission,
             # aiohttp only times out a connection that waits for a request, counted from the
             # connection or the previous answer: exactly a bound on reading the headers.
             keepalive_timeout=config.header_timeout,
@@ -166,6 +184,7 @@ class Receiver:
         self._listener = None
         self._draining = True
         listener.close()
+        self._admission.close()
 
         # Requests whose headers already arrived get their handler started before idle
         # connections close; those never see a request cut off.
@@ -200,10 +219,18 @@ class Receiver:
         assert self._http is not None
         # LIMITATION: connections still in their TLS handshake are not counted; the handshake
         # timeout bounds how long they can last.
-        if len(self._http.connections) >= self._config.max_connections:
-            self._count_rejection(503, "too many connections", None)
-            return _Busy()
-        return self._http()
+        admission = self._admission
+        if not admission.full:
+            return self._http()
+        # An idle connection gives way to a sender; only a cap full of requests in flight
+        # turns one away.
+        if admission.has_idle:
+            return _Newcomer(admission, self._http)
+        self._turned_away()
+        return _Busy()
+
+    def _turned_away(self) -> None:
+        self._count_rejection(503, "too many connections", None)
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self.stats.requests += 1
@@ -211,10 +238,12 @@ class Receiver:
         # request still receiving its body; tracking requests lets stop() wait for them.
         protocol = request.protocol
         self._in_flight.add(protocol)
+        self._admission.request_started(protocol)
         try:
             response = await self._answer(request)
         finally:
             self._in_flight.discard(protocol)
+            self._admission.request_finished(protocol)
             if not self._in_flight:
                 self._idle.set()
         if self._draining:
@@ -324,6 +353,169 @@ class Receiver:
             request.raw_path[:_MAX_LOGGED_PATH],
             request.remote,
         )
+
+
+class _Admission:
+    """Holds connections to the cap, making room for a sender by closing the oldest idle one.
+
+    A connection is idle from its start, or from the end of a request, until its next request's
+    headers are in; one with a request in flight is never closed to make room. Both queues are
+    ordered dicts, so every step is O(1).
+    """
+
+    def __init__(self, max_connections: int, grace: float, turned_away: Callable[[], None]) -> None:
+        self._max_connections = max_connections
+        self._grace = grace
+        self._turned_away = turned_away
+        self._open = 0
+        self._idle: OrderedDict[web.RequestHandler, None] = OrderedDict()
+        self._waiting: OrderedDict[_Newcomer, asyncio.TimerHandle] = OrderedDict()
+        self._closed = False
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    @property
+    def full(self) -> bool:
+        return self._open >= self._max_connections
+
+    @property
+    def has_idle(self) -> bool:
+        return bool(self._idle)
+
+    def opened(self, handler: web.RequestHandler) -> None:
+        self._open += 1
+        self._idle[handler] = None
+
+    def lost(self, handler: web.RequestHandler) -> None:
+        self._open -= 1
+        self._idle.pop(handler, None)
+
+    def request_started(self, handler: web.RequestHandler) -> None:
+        self._idle.pop(handler, None)
+
+    def request_finished(self, handler: web.RequestHandler) -> None:
+        # The answer is written right after; a connection closed now still sends it first.
+        if handler.transport is not None:
+            self._idle[handler] = None
+
+    def arrived(self, newcomer: _Newcomer) -> None:
+        """Let a connection over the cap wait a moment for its first bytes."""
+        if self._closed:
+            newcomer.close()
+            return
+        if len(self._waiting) >= _NEWCOMER_SLOTS:
+            oldest, timer = self._waiting.popitem(last=False)
+            timer.cancel()
+            self._turn_away(oldest)
+        loop = asyncio.get_running_loop()
+        self._waiting[newcomer] = loop.call_later(self._grace, self._expire, newcomer)
+
+    def make_room(self, newcomer: _Newcomer) -> bool:
+        """Whether a waiting connection that started a request may now be served."""
+        timer = self._waiting.pop(newcomer, None)
+        if timer is None:
+            return False
+        timer.cancel()
+        if not self._closed and (not self.full or self._close_oldest_idle()):
+            return True
+        self._turn_away(newcomer)
+        return False
+
+    def left(self, newcomer: _Newcomer) -> None:
+        timer = self._waiting.pop(newcomer, None)
+        if timer is not None:
+            timer.cancel()
+
+    def close(self) -> None:
+        """Stop admitting: waiting connections are closed, as idle ones are on stop."""
+        self._closed = True
+        while self._waiting:
+            newcomer, timer = self._waiting.popitem(last=False)
+            timer.cancel()
+            newcomer.close()
+
+    def _close_oldest_idle(self) -> bool:
+        if not self._idle:
+            return False
+        # LIMITATION: a keep-alive request that arrives in the same instant can be cut off,
+        # the race every keep-alive close has; the sender retries it.
+        handler, _ = self._idle.popitem(last=False)
+        handler.force_close()
+        logger.debug("idle connection closed to admit a sender")
+        return True
+
+    def _expire(self, newcomer: _Newcomer) -> None:
+        if self._waiting.pop(newcomer, None) is not None:
+            self._turn_away(newcomer)
+
+    def _turn_away(self, newcomer: _Newcomer) -> None:
+        newcomer.turn_away()
+        self._turned_away()
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, telling the admission when connections open and close."""
+
+    def __init__(
+        self,
+        handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+        admission: _Admission,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(handler, **kwargs)
+        self._admission = admission
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self._admission.opened(handler)
+
+    def connection_lost(
+        self, handler: web.RequestHandler, exc: BaseException | None = None
+    ) -> None:
+        super().connection_lost(handler, exc)
+        self._admission.lost(handler)
+
+
+class _Newcomer(asyncio.Protocol):
+    """A connection over the cap: served in an idle one's place once it starts a request."""
+
+    def __init__(
+        self, admission: _Admission, make_handler: Callable[[], web.RequestHandler]
+    ) -> None:
+        self._admission = admission
+        self._make_handler = make_handler
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)
+        self._admission.arrived(self)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or not self._admission.make_room(self):
+            return
+        # From here on the transport belongs to an ordinary HTTP connection.
+        self._transport = None
+        handler = self._make_handler()
+        transport.set_protocol(handler)
+        handler.connection_made(transport)
+        handler.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._admission.left(self)
+
+    def turn_away(self) -> None:
+        if self._transport is not None:
+            self._transport.write(_BUSY_RESPONSE)
+            self.close()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
 
 class _Busy(asyncio.Protocol):

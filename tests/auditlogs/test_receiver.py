@@ -18,7 +18,12 @@ import aiohttp
 import pytest
 import trustme
 
-from kongctl.auditlogs.receiver import Receiver, ReceiverConfig, bind_listen_socket
+from kongctl.auditlogs.receiver import (
+    _NEWCOMER_SLOTS,
+    Receiver,
+    ReceiverConfig,
+    bind_listen_socket,
+)
 from kongctl.auditlogs.store import EventStore
 
 SECRET = "Bearer s3cret-token"
@@ -344,19 +349,90 @@ async def test_a_stuck_body_times_out_while_other_clients_are_served(
     assert running.stored() == b"meanwhile\n"
 
 
-async def test_connections_over_the_limit_are_turned_away(start_receiver: Start) -> None:
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+@contextlib.asynccontextmanager
+async def connections(port: int, count: int, **tls: Any) -> AsyncIterator[list[Connection]]:
+    """Open ``count`` connections one after the other; they send nothing by themselves."""
+    opened: list[Connection] = []
+    try:
+        for _ in range(count):
+            opened.append(await asyncio.open_connection("127.0.0.1", port, **tls))
+        yield opened
+    finally:
+        for _, writer in opened:
+            writer.close()
+        for _, writer in opened:
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+
+async def hung_up(reader: asyncio.StreamReader, timeout: float = 3.0) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    with contextlib.suppress(ConnectionError, ssl.SSLError):
+        return await asyncio.wait_for(reader.read(), timeout)
+    return b""
+
+
+async def test_a_sender_at_the_cap_takes_the_place_of_the_oldest_idle_connection(
+    start_receiver: Start,
+) -> None:
+    running = await start_receiver(max_connections=8)
+    async with connections(running.port, 8) as idle:
+        await wait_until(lambda: running.receiver.open_connections == 8)
+
+        started = time.monotonic()
+        answer = await exchange(running.port, raw_post(b"sender\n"))
+        assert answer.startswith(b"HTTP/1.1 202 ")
+        assert time.monotonic() - started < 1.0
+        assert await hung_up(idle[0][0]) == b""
+
+        # The next oldest is untouched and still served.
+        reader, writer = idle[1]
+        writer.write(raw_post(b"second\n"))
+        assert (await hung_up(reader)).startswith(b"HTTP/1.1 202 ")
+    assert running.stored() == b"sender\nsecond\n"
+    assert running.receiver.stats.rejected[503] == 0
+
+
+async def test_idle_keep_alive_connections_make_room_for_a_sender_at_the_cap(
+    start_receiver: Start,
+) -> None:
     running = await start_receiver(max_connections=2)
     sessions = [aiohttp.ClientSession() for _ in range(2)]
     try:
         for session in sessions:
             assert (await post(session, running.url, b"held\n"))[0] == 202
+        assert running.receiver.open_connections == 2
+
+        answer = await exchange(running.port, raw_post(b"admitted\n"))
+    finally:
+        for session in sessions:
+            await session.close()
+    assert answer.startswith(b"HTTP/1.1 202 ")
+    assert running.stored() == b"held\nheld\nadmitted\n"
+
+
+async def test_a_connection_at_the_cap_is_turned_away_when_every_request_is_in_flight(
+    start_receiver: Start,
+) -> None:
+    running = await start_receiver(max_connections=2)
+    request = raw_post(b"held\n")
+    async with connections(running.port, 2) as busy:
+        for _, writer in busy:
+            writer.write(request[:-3])
+        await wait_until(lambda: running.receiver.stats.requests == 2)
 
         answer = await exchange(running.port, raw_post(b"refused\n"))
         assert answer.startswith(b"HTTP/1.1 503 ")
         assert running.receiver.stats.rejected[503] == 1
 
+        reader, writer = busy[0]
+        writer.write(request[-3:])
+        assert (await hung_up(reader)).startswith(b"HTTP/1.1 202 ")
+
         # The receiver notices the closed connection asynchronously, hence the retries.
-        await sessions.pop().close()
         answers: list[bytes] = []
 
         async def admitted() -> bool:
@@ -367,19 +443,77 @@ async def test_connections_over_the_limit_are_turned_away(start_receiver: Start)
         while not await admitted():
             assert time.monotonic() < deadline, answers[-1]
             await asyncio.sleep(0.02)
-    finally:
-        for session in sessions:
-            await session.close()
-    assert running.stored() == b"held\nheld\nadmitted\n"
+
+        reader, writer = busy[1]
+        writer.write(request[-3:])
+        assert (await hung_up(reader)).startswith(b"HTTP/1.1 202 ")
+    assert running.stored() == b"held\nadmitted\nheld\n"
 
 
-async def test_tls_receiver_serves_https(start_receiver: Start) -> None:
+async def test_a_silent_connection_over_the_cap_is_turned_away_and_displaces_no_one(
+    start_receiver: Start,
+) -> None:
+    running = await start_receiver(max_connections=2)
+    async with connections(running.port, 2) as idle:
+        await wait_until(lambda: running.receiver.open_connections == 2)
+
+        started = time.monotonic()
+        async with connections(running.port, 1) as ((silent, _),):
+            assert (await hung_up(silent)).startswith(b"HTTP/1.1 503 ")
+        assert time.monotonic() - started >= 0.9
+
+        for reader, writer in idle:
+            writer.write(raw_post(b"still served\n"))
+            assert (await hung_up(reader)).startswith(b"HTTP/1.1 202 ")
+    assert running.receiver.stats.rejected[503] == 1
+
+
+async def test_a_crowd_over_the_cap_cannot_keep_a_sender_waiting(start_receiver: Start) -> None:
+    running = await start_receiver(max_connections=2)
+    stats = running.receiver.stats
+    async with connections(running.port, 2):
+        await wait_until(lambda: running.receiver.open_connections == 2)
+        async with connections(running.port, _NEWCOMER_SLOTS + 1) as crowd:
+            # The newest of a full waiting room turns the oldest away at once.
+            assert (await hung_up(crowd[0][0], 0.5)).startswith(b"HTTP/1.1 503 ")
+            assert stats.rejected[503] == 1
+
+            answer = await exchange(running.port, raw_post(b"sender\n"))
+            assert answer.startswith(b"HTTP/1.1 202 ")
+
+            answers = await asyncio.gather(*(hung_up(reader) for reader, _ in crowd[1:]))
+    assert all(answer.startswith(b"HTTP/1.1 503 ") for answer in answers)
+    assert stats.rejected[503] == _NEWCOMER_SLOTS + 1
+    assert running.stored() == b"sender\n"
+
+
+async def test_a_tls_sender_at_the_cap_takes_the_place_of_an_idle_connection(
+    start_receiver: Start,
+) -> None:
+    server_context, client_context = tls_contexts()
+    running = await start_receiver(ssl_context=server_context, max_connections=1)
+    async with connections(running.port, 1, ssl=client_context) as ((idle, _),):
+        await wait_until(lambda: running.receiver.open_connections == 1)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(running.url, data=b"secure\n", headers=AUTH, ssl=client_context) as resp,
+        ):
+            assert resp.status == 202
+        assert await hung_up(idle) == b""
+    assert running.stored() == b"secure\n"
+
+
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     ca = trustme.CA()
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_context)
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
+    return server_context, client_context
 
+
+async def test_tls_receiver_serves_https(start_receiver: Start) -> None:
+    server_context, client_context = tls_contexts()
     running = await start_receiver(ssl_context=server_context)
     assert running.url.startswith("https://")
     async with (
@@ -501,3 +635,16 @@ async def test_repeated_rejections_are_logged_once_per_interval(
     rejected = [r for r in caplog.records if "request rejected" in r.getMessage()]
     assert len(rejected) == 1
     assert running.receiver.stats.rejected[404] == 20
+
+
+async def test_stop_closes_connections_waiting_over_the_cap(start_receiver: Start) -> None:
+    running = await start_receiver(max_connections=1)
+    async with connections(running.port, 1) as ((idle, _),):
+        await wait_until(lambda: running.receiver.open_connections == 1)
+        async with connections(running.port, 1) as ((waiting, _),):
+            started = time.monotonic()
+            await running.receiver.stop()
+            assert await hung_up(waiting) == b""
+            assert await hung_up(idle) == b""
+            assert time.monotonic() - started < 0.5
+    assert running.receiver.stats.rejected[503] == 0

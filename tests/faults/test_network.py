@@ -438,11 +438,6 @@ async def test_connections_over_the_cap_are_turned_away_at_once(start_receiver: 
     assert running.receiver.stats.rejected[503] == 488
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="512 idle connections (the default cap) lock real senders out with 503 until the"
-    " 10 s header timeout drops them; a client that keeps reconnecting locks them out for good",
-)
 async def test_senders_are_served_while_1000_idle_connections_are_open(
     start_receiver: Start,
 ) -> None:
