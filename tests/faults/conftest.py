@@ -7,7 +7,6 @@ terminal summary; docs/reliability.md is filled from it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -39,19 +38,7 @@ _FIGURES_PATH_KEY = pytest.StashKey[Path]()
 _HERE = Path(__file__).parent
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    # Another conftest may define --soak for its own soak tests; pytest allows it once.
-    with contextlib.suppress(ValueError):
-        parser.addoption(
-            "--soak",
-            action="store_true",
-            default=False,
-            help="also run the long soak variants of the fault suite",
-        )
-
-
 def soak_enabled(config: pytest.Config) -> bool:
-    # The environment variable works from the repository root, where --soak may be unknown.
     return bool(config.getoption("--soak", default=False)) or _SOAK_FROM_ENVIRONMENT
 
 
