@@ -104,14 +104,13 @@ class ListenSession:
             self._remove_signal_handlers()
 
     async def _serve(self, sock: socket.socket) -> None:
+        ssl_context = _tls(self.options)  # a bad certificate fails before Konnect is touched
         self._store.open()
         self._print_backlog()
         failure: BaseException | None = None
         try:
             await self._setup_konnect()
-            self._receiver = Receiver(
-                self._store, self._receiver_config(), ssl_context=_tls(self.options)
-            )
+            self._receiver = Receiver(self._store, self._receiver_config(), ssl_context=ssl_context)
             await self._receiver.start(sock)
             if self.io.on_records is not None:
                 self._store.add_listener(self.io.on_records)
