@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.emulator_support import start_emulator_process, stop_emulator_process
+
 TOKEN = "kpat_emulator"
 AUTH = "Bearer listener-secret"
 
@@ -77,29 +79,12 @@ class Konnect:
 
 @pytest.fixture(scope="module")
 def emulator_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "kongctl.emulator",
-        "--port",
-        "0",
-        "--token",
-        TOKEN,
-        "--event-rate",
-        "0",
-        "--retry-base",
-        "0.05",
-        "--retry-max",
-        "0.2",
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    assert "listening on" in line, line
-    yield line.rsplit(" ", 1)[-1]
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=10)
-    process.stdout.close()
+    process, url = start_emulator_process(
+        tmp_path_factory.mktemp("emulator"),
+        *("--token", TOKEN, "--event-rate", "0", "--retry-base", "0.05", "--retry-max", "0.2"),
+    )
+    yield url
+    stop_emulator_process(process)
 
 
 @pytest.fixture
