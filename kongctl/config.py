@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +74,22 @@ def _lookup(tree: Mapping[str, Any], key: str) -> Any:
     return None
 
 
-@dataclass
 class Settings:
     """The resolved settings of one profile; flags are passed in at lookup time."""
 
-    profile: str
-    file_path: Path
-    file_data: Mapping[str, Any] = field(default_factory=dict)
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    # A plain class, not a dataclass: `kongctl ps` reads its output format from here, and
+    # importing dataclasses would be a good part of its start-up time.
+    def __init__(
+        self,
+        profile: str,
+        file_path: Path,
+        file_data: Mapping[str, Any],
+        environ: Mapping[str, str],
+    ) -> None:
+        self.profile = profile
+        self.file_path = file_path
+        self.file_data = file_data
+        self.environ = environ
 
     @property
     def profile_data(self) -> Mapping[str, Any]:

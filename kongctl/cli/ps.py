@@ -6,17 +6,16 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
 
+from kongctl.cli.listing import EMPTY_LISTING, collect_listing, print_listing, warn_unreadable
 from kongctl.cli.render import emit, table
 from kongctl.cli.root import cli_context, global_options
 from kongctl.errors import ExecutionError, UsageError
 from kongctl.processes.registry import (
-    LISTEN_KIND,
     ProcessRecord,
     load_records,
     locked_record,
@@ -25,18 +24,12 @@ from kongctl.processes.registry import (
     remove_record,
 )
 from kongctl.processes.runtime import StopOutcome, status_of, terminate
-from kongctl.processes.scan import UnmanagedListener, find_unmanaged_listeners, option_value
+from kongctl.processes.scan import UnmanagedListener, find_unmanaged_listeners
 
-EMPTY_LISTING = "No detached kongctl processes found."
 DEFAULT_STOP_TIMEOUT = 90.0
 # A second `ps stop` of the same pid waits for the first one this much longer than its timeout.
 _LOCK_MARGIN = 5.0
 _FOLLOW_INTERVAL = 0.2
-
-
-def _warn_unreadable(bad: Sequence[tuple[Path, str]]) -> None:
-    for path, reason in bad:
-        click.echo(f"warning: cannot read process record {path}: {reason}", err=True)
 
 
 @click.group(
@@ -52,86 +45,9 @@ def ps(ctx: click.Context) -> None:
     A listener found running without a process record is shown as "unmanaged".
     """
     if ctx.invoked_subcommand is None:
-        _list_processes()
-
-
-def _list_processes() -> None:
-    cli = cli_context()
-    records, bad = load_records(cli.config_dir)
-    _warn_unreadable(bad)
-    rows = [_record_row(path, record) for path, record in records]
-    known = {record.pid for _, record in records}
-    unmanaged = find_unmanaged_listeners(known, cli.config_dir)
-    rows += [_unmanaged_row(listener) for listener in unmanaged]
-    emit(cli.output, rows, lambda: _listing_text(rows))
-
-
-def _record_row(path: Path, record: ProcessRecord) -> dict[str, Any]:
-    return {
-        "pid": record.pid,
-        "status": status_of(record),
-        "kind": record.kind,
-        "profile": record.profile,
-        "created_at": record.created_at,
-        "log_file": record.log_file,
-        "record_file": str(path),
-        "listen_address": record.listen_address,
-        "endpoint": record.endpoint,
-    }
-
-
-def _unmanaged_row(listener: UnmanagedListener) -> dict[str, Any]:
-    started = listener.started_at
-    return {
-        "pid": listener.pid,
-        "status": "unmanaged",
-        "kind": LISTEN_KIND.rsplit(".", 1)[0] + "." + listener.verb,
-        "profile": option_value(listener.args, "--profile") or option_value(listener.args, "-p"),
-        "created_at": started.strftime("%Y-%m-%dT%H:%M:%SZ") if started else None,
-        "log_file": None,
-        "record_file": None,
-        "listen_address": option_value(listener.args, "--listen-address"),
-        "endpoint": option_value(listener.args, "--endpoint"),
-    }
-
-
-def _listing_text(rows: Sequence[dict[str, Any]]) -> str:
-    if not rows:
-        return EMPTY_LISTING
-    now = datetime.now(UTC)
-    headers = ("PID", "STATUS", "KIND", "PROFILE", "AGE", "LISTEN", "ENDPOINT")
-    return table(
-        headers,
-        [
-            (
-                row["pid"],
-                row["status"],
-                row["kind"],
-                row["profile"],
-                _age(row["created_at"], now),
-                row["listen_address"],
-                row["endpoint"],
-            )
-            for row in rows
-        ],
-    )
-
-
-def _age(created_at: str | None, now: datetime) -> str | None:
-    """A short age like ``45s``, ``12m``, ``3h`` or ``2d``; None when the time is unknown."""
-    if not created_at:
-        return None
-    try:
-        created = datetime.fromisoformat(created_at)
-    except ValueError:
-        return None
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
-    seconds = max(0, int((now - created).total_seconds()))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+        cli = cli_context()
+        output = cli.output  # a bad format is reported before anything is listed
+        print_listing(collect_listing(cli.config_dir), output)
 
 
 @ps.command("stop")
@@ -159,7 +75,7 @@ def stop(ctx: click.Context, pids: tuple[int, ...], stop_all: bool, timeout: flo
         raise UsageError("give at least one process id, or --all")
     cli = cli_context()
     records, bad = load_records(cli.config_dir)
-    _warn_unreadable(bad)
+    warn_unreadable(bad)
 
     recorded = {record.pid for _, record in records}
     targets = sorted(recorded) if stop_all else list(dict.fromkeys(pids))

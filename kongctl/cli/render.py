@@ -7,7 +7,16 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-OUTPUT_FORMATS = ("text", "json", "yaml")
+from kongctl.cli.spec import OUTPUT_FORMATS
+from kongctl.errors import UsageError
+
+
+def output_format(value: object) -> str:
+    """The output format ``value`` names (from a flag, the environment or the config file)."""
+    name = str(value).lower()
+    if name not in OUTPUT_FORMATS:
+        raise UsageError(f'invalid output format "{name}": use one of {"|".join(OUTPUT_FORMATS)}')
+    return name
 
 
 def emit(output: str, data: Any, text: Callable[[], str] | str) -> None:

@@ -14,31 +14,13 @@ from typing import Any, TypeVar
 import click
 
 from kongctl import __version__
-from kongctl.cli.render import OUTPUT_FORMATS
-from kongctl.errors import EXIT_FAILURE, EXIT_USAGE, KongctlError, UsageError
+from kongctl.cli.render import output_format
+from kongctl.cli.spec import COMMANDS, GLOBAL_FLAGS, HELP_FLAGS, ROOT_HELP, VERSION_FLAG_HELP
+from kongctl.errors import EXIT_FAILURE, EXIT_USAGE, KongctlError
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-# Subcommands load on first use so that `kongctl --help` and `kongctl ps` stay fast.
-_COMMANDS = {
-    "listen": (
-        "kongctl.cli.listen",
-        "listen",
-        "Receive Konnect audit-log events into a local store.",
-    ),
-    "tail": ("kongctl.cli.listen", "tail", "Receive audit-log events and stream them to stdout."),
-    "ps": ("kongctl.cli.ps", "ps", "List, stop and read the logs of detached listeners."),
-    "get": (
-        "kongctl.cli.get",
-        "get",
-        "Show destinations, the webhook, replay jobs, stored events.",
-    ),
-    "delete": ("kongctl.cli.delete", "delete", "Delete a destination or release the webhook."),
-    "replay": ("kongctl.cli.replay", "replay", "Ask Konnect to re-send past audit-log events."),
-}
-_GLOBAL_KEYS = ("profile", "config_file", "output", "log_level", "log_file")
 
 
 class CliContext:
@@ -74,10 +56,7 @@ class CliContext:
 
     @property
     def output(self) -> str:
-        value = str(self.settings.get("output", self.flags.get("output"), "text")).lower()
-        if value not in OUTPUT_FORMATS:
-            raise UsageError(f'invalid output format "{value}": use one of text|json|yaml')
-        return value
+        return output_format(self.settings.get("output", self.flags.get("output"), "text"))
 
     @property
     def log_level(self) -> str:
@@ -115,46 +94,15 @@ def _remember(key: str) -> Callable[[click.Context, click.Parameter, Any], None]
 
 def global_options(func: F) -> F:
     """The global flags, accepted before or after the command name like the Go kongctl."""
-    options = [
-        click.option(
-            "--profile",
-            "-p",
-            metavar="NAME",
-            help="Configuration profile (default: default).",
-            callback=_remember("profile"),
+    for flag in reversed(GLOBAL_FLAGS):
+        option = click.option(
+            *flag.names,
+            metavar=flag.metavar,
+            type=click.Choice(flag.choices, case_sensitive=False) if flag.choices else None,
+            help=flag.help,
+            callback=_remember(flag.key),
             expose_value=False,
-        ),
-        click.option(
-            "--config-file",
-            metavar="PATH",
-            help="Config file (default: <config dir>/config.yaml).",
-            callback=_remember("config_file"),
-            expose_value=False,
-        ),
-        click.option(
-            "--output",
-            "-o",
-            type=click.Choice(OUTPUT_FORMATS, case_sensitive=False),
-            help="Output format (default: text).",
-            callback=_remember("output"),
-            expose_value=False,
-        ),
-        click.option(
-            "--log-level",
-            type=click.Choice(["trace", "debug", "info", "warn", "error"], case_sensitive=False),
-            help="Log level (default: error).",
-            callback=_remember("log_level"),
-            expose_value=False,
-        ),
-        click.option(
-            "--log-file",
-            metavar="PATH",
-            help="Log file; %PID% becomes the process id (default: <config dir>/logs/kongctl.log).",
-            callback=_remember("log_file"),
-            expose_value=False,
-        ),
-    ]
-    for option in reversed(options):
+        )
         func = option(func)
     return func
 
@@ -191,53 +139,73 @@ class LazyGroup(click.Group):
 
 @click.group(
     cls=LazyGroup,
-    lazy=_COMMANDS,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    lazy=COMMANDS,
+    help=ROOT_HELP,
+    context_settings={"help_option_names": list(HELP_FLAGS)},
 )
-@click.version_option(__version__, "--version", prog_name="kongctl", message="%(prog)s %(version)s")
+@click.version_option(
+    __version__,
+    "--version",
+    prog_name="kongctl",
+    message="%(prog)s %(version)s",
+    help=VERSION_FLAG_HELP,
+)
 @global_options
 def cli() -> None:
-    """kongctl: receive Kong Konnect audit logs on your own machine.
-
-    Global flags work before or after the command name.
-    """
+    """The root group; `--help` shows ROOT_HELP, which the fast path renders too."""
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI and turn every error into ``Error: <message>`` and an exit status."""
-    sys.exit(run(argv))
+    """``python -m kongctl``: the same as the ``kongctl`` command."""
+    from kongctl.cli.main import main as kongctl_main
+
+    kongctl_main(argv)
 
 
 def run(argv: list[str] | None = None) -> int:
+    """Run the click CLI and turn every error into ``Error: <message>`` and an exit status."""
     # Everything kongctl creates (store, logs, process records, their folders) is private;
     # mkdir(parents=True) would otherwise leave the parents to the user's umask.
     os.umask(0o077)
-    # Until a command opens the log file, log lines have nowhere to go but must not reach stderr.
-    logging.getLogger("kongctl").addHandler(logging.NullHandler())
-    logging.getLogger("kongctl").propagate = False
+    _keep_logs_off_stderr()
     try:
         # Not cli.main(): it turns a broken pipe into exit status 1 before we can see it.
         args = sys.argv[1:] if argv is None else list(argv)
         with cli.make_context("kongctl", args) as ctx:
             result = cli.invoke(ctx)
-    except click.exceptions.Exit as exc:
+    except (Exception, KeyboardInterrupt) as exc:
+        return failure_status(exc)
+    return result if isinstance(result, int) else 0
+
+
+def failure_status(exc: BaseException) -> int:
+    """Tell the user what went wrong, the one way every command does; the exit status."""
+    _keep_logs_off_stderr()
+    if isinstance(exc, click.exceptions.Exit):
         return int(exc.exit_code)
-    except click.ClickException as exc:
+    if isinstance(exc, click.ClickException):
         exc.show()
         return EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    if isinstance(exc, click.exceptions.Abort | KeyboardInterrupt):
         click.echo("Aborted.", err=True)
         return 130
-    except KongctlError as exc:
+    if isinstance(exc, KongctlError):
         _report(exc.message, exc.hint)
-        log.debug("command failed", exc_info=True)
+        log.debug("command failed", exc_info=exc)
         return exc.exit_code
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         return _quiet_broken_pipe()
-    except Exception as exc:  # a bug: say so briefly, keep the details in the log
-        _report(f"unexpected failure: {type(exc).__name__}: {exc}", _log_traceback())
-        return EXIT_FAILURE
-    return result if isinstance(result, int) else 0
+    # A bug: say so briefly, keep the details in the log.
+    _report(f"unexpected failure: {type(exc).__name__}: {exc}", _log_traceback(exc))
+    return EXIT_FAILURE
+
+
+def _keep_logs_off_stderr() -> None:
+    # Until a command opens the log file, log lines have nowhere to go but must not reach stderr.
+    logger = logging.getLogger("kongctl")
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
 
 
 def _report(message: str, hint: str | None) -> None:
@@ -249,14 +217,14 @@ def _report(message: str, hint: str | None) -> None:
         click.echo(f"Hint: {redact(hint)}", err=True)
 
 
-def _log_traceback() -> str | None:
-    """Write the current exception's traceback to the log file; return a hint naming it."""
+def _log_traceback(exc: BaseException) -> str | None:
+    """Write the traceback of ``exc`` to the log file; return a hint naming the file."""
     obj = _last_context
     try:
         path = obj.log_path or obj.start_logging() if obj else None
     except KongctlError:
         path = None
-    log.error("unexpected failure", exc_info=True)
+    log.error("unexpected failure", exc_info=exc)
     return f"details are in the log file {path}" if path else None
 
 

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import fcntl
 import json
-import logging
 import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
 
 LISTEN_KIND = "konnect.audit-logs.listen"
 REDACTED = "[REDACTED]"
@@ -61,21 +60,46 @@ _KNOWN_FIELDS = (
 )
 
 
-@dataclass
+def _log() -> logging.Logger:
+    # logging is imported when first needed: `kongctl ps` only reads records and logs nothing.
+    import logging
+
+    return logging.getLogger(__name__)
+
+
 class ProcessRecord:
     """What kongctl remembers about one detached process."""
 
-    pid: int
-    kind: str = LISTEN_KIND
-    profile: str = "default"
-    created_at: str = ""
-    log_file: str = ""
-    args: list[str] = field(default_factory=list)
-    start_time_ticks: int | None = None
-    listen_address: str | None = None
-    endpoint: str | None = None
-    kongctl_version: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # A plain class, not a dataclass: `kongctl ps` reads records on every run, and importing
+    # dataclasses (and inspect with it) would be a good part of its start-up time.
+    def __init__(
+        self,
+        pid: int,
+        kind: str = LISTEN_KIND,
+        profile: str = "default",
+        created_at: str = "",
+        log_file: str = "",
+        args: list[str] | None = None,
+        start_time_ticks: int | None = None,
+        listen_address: str | None = None,
+        endpoint: str | None = None,
+        kongctl_version: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.pid = pid
+        self.kind = kind
+        self.profile = profile
+        self.created_at = created_at
+        self.log_file = log_file
+        self.args = [] if args is None else args
+        self.start_time_ticks = start_time_ticks
+        self.listen_address = listen_address
+        self.endpoint = endpoint
+        self.kongctl_version = kongctl_version
+        self.extra = {} if extra is None else extra
+
+    def __repr__(self) -> str:
+        return f"ProcessRecord({self.to_dict()!r})"
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = dict(self.extra)
@@ -172,7 +196,7 @@ def write_record(config_dir: Path, record: ProcessRecord) -> Path:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_directory(directory)
-    log.debug("process record written pid=%s path=%s", record.pid, target)
+    _log().debug("process record written pid=%s path=%s", record.pid, target)
     return target
 
 
@@ -235,7 +259,7 @@ def remove_record(config_dir: Path, pid: int) -> bool:
         record_path(config_dir, pid).unlink()
     except FileNotFoundError:
         return False
-    log.debug("process record removed pid=%s", pid)
+    _log().debug("process record removed pid=%s", pid)
     return True
 
 

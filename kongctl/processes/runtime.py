@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import enum
 import errno
-import logging
 import os
-import select
-import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from kongctl.processes.registry import ProcessRecord
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    import logging
 
 Status = Literal["running", "exited", "stale", "unknown"]
 Presence = Literal["alive", "gone", "unknown"]
 
 _PROC = Path("/proc")
 _POLL_INTERVAL = 0.05
+
+
+def _log() -> logging.Logger:
+    # logging is imported when first needed: `kongctl ps` only inspects processes and logs nothing.
+    import logging
+
+    return logging.getLogger(__name__)
 
 
 class StopOutcome(enum.StrEnum):
@@ -42,10 +46,13 @@ class StopOutcome(enum.StrEnum):
     TIMEOUT = "timeout"  # still running when the timeout ran out
 
 
-@dataclass(frozen=True)
 class _Inspection:
-    presence: Presence
-    start_ticks: int | None = None
+    # A plain class: a dataclass or NamedTuple would add to `kongctl ps`'s start-up time.
+    __slots__ = ("presence", "start_ticks")
+
+    def __init__(self, presence: Presence, start_ticks: int | None = None) -> None:
+        self.presence = presence
+        self.start_ticks = start_ticks
 
 
 def uses_procfs() -> bool:
@@ -95,11 +102,11 @@ def terminate(pid: int, *, timeout: float, expected_start_ticks: int | None) -> 
             return StopOutcome.GONE
         except PermissionError:
             return StopOutcome.DENIED
-        log.info("sigterm sent pid=%s", pid)
+        _log().info("sigterm sent pid=%s", pid)
         if _wait_until_gone(pid, pidfd, inspection.start_ticks, time.monotonic() + timeout):
-            log.info("process exited pid=%s", pid)
+            _log().info("process exited pid=%s", pid)
             return StopOutcome.STOPPED
-        log.warning("process still running after sigterm pid=%s timeout=%s", pid, timeout)
+        _log().warning("process still running after sigterm pid=%s timeout=%s", pid, timeout)
         return StopOutcome.TIMEOUT
     finally:
         if pidfd is not None:
@@ -127,6 +134,8 @@ def _open_pidfd(pid: int) -> int | None:
 
 
 def _send_sigterm(pid: int, pidfd: int | None) -> None:
+    import signal  # here, like select: `kongctl ps` only inspects processes
+
     if pidfd is not None and hasattr(signal, "pidfd_send_signal"):
         signal.pidfd_send_signal(pidfd, signal.SIGTERM)
     else:
@@ -134,6 +143,8 @@ def _send_sigterm(pid: int, pidfd: int | None) -> None:
 
 
 def _wait_until_gone(pid: int, pidfd: int | None, start_ticks: int | None, deadline: float) -> bool:
+    import select
+
     poller = None
     if pidfd is not None:
         poller = select.poll()

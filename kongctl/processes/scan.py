@@ -7,17 +7,13 @@ can find and stop them.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kongctl.processes.registry import redact_args
 from kongctl.processes.runtime import process_start_ticks, uses_procfs
-
-log = logging.getLogger(__name__)
 
 LISTENER_VERBS = ("listen", "tail")
 _DETACH_FLAGS = ("-d", "--detach")
@@ -25,15 +21,26 @@ _DETACH_FLAGS = ("-d", "--detach")
 _PYTHON_OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")
 
 
-@dataclass(frozen=True)
 class UnmanagedListener:
     """A running ``kongctl listen`` or ``kongctl tail`` without a process record."""
 
-    pid: int
-    verb: str
-    args: list[str]  # secrets redacted
-    start_time_ticks: int | None
-    started_at: datetime | None
+    # A plain class: a dataclass or NamedTuple costs `kongctl ps` a noticeable part of its
+    # start-up time in imports and class creation.
+    __slots__ = ("args", "pid", "start_time_ticks", "started_at", "verb")
+
+    def __init__(
+        self,
+        pid: int,
+        verb: str,
+        args: list[str],
+        start_time_ticks: int | None,
+        started_at: datetime | None,
+    ) -> None:
+        self.pid = pid
+        self.verb = verb
+        self.args = args  # secrets redacted
+        self.start_time_ticks = start_time_ticks
+        self.started_at = started_at
 
 
 def find_unmanaged_listeners(
@@ -160,7 +167,9 @@ def _ps_command_lines() -> list[tuple[int, list[str]]]:
             check=False,
         )
     except (OSError, subprocess.SubprocessError) as exc:
-        log.debug("process scan failed error=%s", exc)
+        import logging  # only here: `kongctl ps` logs nothing otherwise
+
+        logging.getLogger(__name__).debug("process scan failed error=%s", exc)
         return []
     lines = []
     for line in result.stdout.splitlines():
