@@ -24,12 +24,15 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_ROTATE_SIZE = 64 << 20
 DEFAULT_BASE = "events"
@@ -43,7 +46,11 @@ _COMPRESS_LEVEL = 1
 # How often the thread looks again while no rotation happens: for files past their retention
 # time, and for rotated files a failed compression (a full disk) left uncompressed.
 CATCH_UP_INTERVAL = 300.0
-# The compression thread yields the processor to ingestion when both want it.
+# Compression takes only processor time nothing else wants (SCHED_IDLE), so it never delays
+# an acknowledgement. When rotations outpace it and more than this many rotated files wait
+# uncompressed, it runs at a lowered ordinary priority instead, so the backlog cannot grow
+# without bound under sustained load.
+IDLE_BACKLOG = 8
 _BACKGROUND_NICENESS = 10
 _RETENTION_PASS = "retention"
 _CATCH_UP = "catch up"
@@ -261,6 +268,8 @@ class Housekeeper:
         self._stop_at = float("inf")
         self._unfinished = 0
         self._idle = threading.Condition()
+        # Rotated files submitted and not yet handled: the compression backlog.
+        self._waiting = 0
 
     def start(self, pending: list[Path]) -> None:
         """Start the thread; ``pending`` are plain rotated files left by an earlier run."""
@@ -276,6 +285,8 @@ class Housekeeper:
     def submit(self, plain: Path) -> None:
         """Compress ``plain`` (a just rotated file), then apply retention."""
         self._track(1)
+        with self._idle:
+            self._waiting += 1
         self._queue.put(plain)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -302,7 +313,7 @@ class Housekeeper:
                 self._idle.notify_all()
 
     def _run(self) -> None:
-        _lower_thread_priority()
+        _lower_thread_priority(idle=False)
         while True:
             try:
                 item = self._queue.get(timeout=self.catch_up_interval)
@@ -312,24 +323,34 @@ class Housekeeper:
                 return
             try:
                 if item is _CATCH_UP:
-                    for plain in recover(self.directory, self.base):
-                        self._compress(plain)
+                    leftovers = recover(self.directory, self.base)
+                    for index, plain in enumerate(leftovers):
+                        self._compress(plain, backlog=len(leftovers) - index)
                 elif isinstance(item, Path):
-                    self._compress(item)
+                    with self._idle:
+                        backlog = self._waiting
+                    self._compress(item, backlog=backlog)
                 self._apply_retention()
             except Exception:
                 # Whatever fails here must not stop the thread: later rotations need it.
                 logger.exception("rotated file housekeeping failed item=%s", item)
             finally:
+                if isinstance(item, Path):
+                    with self._idle:
+                        self._waiting -= 1
                 if item is not _CATCH_UP:
                     self._track(-1)
 
-    def _compress(self, plain: Path) -> None:
+    def _compress(self, plain: Path, *, backlog: int) -> None:
         if time.monotonic() >= self._stop_at:
             return
         started = time.monotonic()
+        idle = backlog <= IDLE_BACKLOG
         try:
-            final = compress(plain, should_stop=lambda: time.monotonic() >= self._stop_at)
+            final = _in_background(
+                lambda: compress(plain, should_stop=lambda: time.monotonic() >= self._stop_at),
+                idle=idle,
+            )
         except FileNotFoundError:
             return  # retention got to it first
         except CompressionStopped:
@@ -340,10 +361,11 @@ class Housekeeper:
             return
         self.compressed += 1
         logger.info(
-            "rotated file compressed path=%s bytes=%d seconds=%.2f",
+            "rotated file compressed path=%s bytes=%d seconds=%.2f priority=%s",
             final,
             final.stat().st_size,
             time.monotonic() - started,
+            "idle" if idle else "lowered",
         )
 
     def _apply_retention(self) -> None:
@@ -368,10 +390,30 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _lower_thread_priority() -> None:
-    # Linux applies a nice value to a single thread when given its id.
+def _in_background(work: Callable[[], T], *, idle: bool) -> T:
+    """Run ``work`` in a fresh thread at background priority; return or raise its outcome.
+
+    A thread of its own per file, because an unprivileged thread that went SCHED_IDLE may not
+    come back to ordinary scheduling.
+    """
+    with ThreadPoolExecutor(
+        max_workers=1,
+        thread_name_prefix="event-store-compression",
+        initializer=_lower_thread_priority,
+        initargs=(idle,),
+    ) as worker:
+        return worker.submit(work).result()
+
+
+def _lower_thread_priority(idle: bool) -> None:
+    # Linux applies both to the calling thread alone when given its thread id. Where either is
+    # missing (another system), the thread keeps its priority: slower ingest, nothing lost.
+    thread = threading.get_native_id()
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BACKGROUND_NICENESS)
+        os.setpriority(os.PRIO_PROCESS, thread, _BACKGROUND_NICENESS)
+    if idle:
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
 
 
 def _unlink(path: Path) -> None:

@@ -7,6 +7,7 @@ import errno
 import gzip
 import itertools
 import json
+import os
 import re
 import signal
 import subprocess
@@ -233,7 +234,12 @@ async def test_a_plain_copy_left_beside_its_compressed_file_is_removed(tmp_path:
     assert read_every_file(directory) == tagged(0, 0, 5)
 
 
-def test_a_listener_killed_while_rotating_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+def test_a_listener_killed_while_rotating_loses_and_duplicates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Hundreds of files wait for compression at the restart. Their priority is not what this
+    # test is about, and on a busy test machine compression on idle time alone may not finish.
+    monkeypatch.setattr(rotation, "IDLE_BACKLOG", 0)
     directory = tmp_path / "store"
     script = textwrap.dedent(
         """
@@ -390,3 +396,51 @@ async def test_a_compression_that_failed_is_retried_later(
         await asyncio.sleep(0.02)
     assert [f.compressed for f in list_rotated(store.directory)] == [True]
     assert read_every_file(store.directory) == tagged(0, 0, 30)
+
+
+def _thread_scheduling() -> tuple[int, int]:
+    thread = threading.get_native_id()
+    return os.sched_getscheduler(thread), os.getpriority(os.PRIO_PROCESS, thread)
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux only")
+def test_compression_runs_at_idle_priority_in_a_thread_of_its_own() -> None:
+    caller = _thread_scheduling()
+
+    idle_policy, _ = rotation._in_background(_thread_scheduling, idle=True)
+    lowered_policy, lowered_nice = rotation._in_background(_thread_scheduling, idle=False)
+
+    assert idle_policy == os.SCHED_IDLE
+    assert lowered_policy == os.SCHED_OTHER
+    assert lowered_nice >= 10
+    assert _thread_scheduling() == caller  # the calling thread keeps its own priority
+
+
+def test_a_failure_in_the_background_thread_reaches_the_caller() -> None:
+    def full_disk() -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        rotation._in_background(full_disk, idle=True)
+
+
+async def test_a_backlog_of_rotated_files_is_compressed_at_ordinary_priority(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(rotation, "IDLE_BACKLOG", 1)
+    directory = tmp_path / "store"
+    moments = [hours_ago(4 - index) for index in range(4)]
+    plain = [
+        write_rotated(directory, at, [json_record(at, index)], suffix=".jsonl")
+        for index, at in enumerate(moments)
+    ]
+    keeper = rotation.Housekeeper(directory, RotationPolicy())
+    with caplog.at_level("INFO", logger="kongctl.auditlogs.rotation"):
+        keeper.start(plain)
+        assert await asyncio.to_thread(keeper.wait_idle, 10)
+        keeper.close(grace=5)
+
+    priorities = re.findall(r"priority=(\w+)", caplog.text)
+    # Four waiting files: the three beyond the allowance go at once, the last one on idle time.
+    assert priorities == ["lowered", "lowered", "lowered", "idle"]
+    assert [f.compressed for f in list_rotated(directory)] == [True] * 4
