@@ -46,11 +46,11 @@ _COMPRESS_LEVEL = 1
 # How often the thread looks again while no rotation happens: for files past their retention
 # time, and for rotated files a failed compression (a full disk) left uncompressed.
 CATCH_UP_INTERVAL = 300.0
-# Compression takes only processor time nothing else wants (SCHED_IDLE), so it never delays
-# an acknowledgement. When rotations outpace it and more than this many rotated files wait
-# uncompressed, it runs at a lowered ordinary priority instead, so the backlog cannot grow
-# without bound under sustained load.
-IDLE_BACKLOG = 8
+# Compression takes only processor time nothing else wants (SCHED_IDLE), so a burst of
+# deliveries never waits for it. A file that has waited this long for its compression gets it
+# at a lowered ordinary priority instead, so under sustained load uncompressed files cannot
+# pile up.
+IDLE_WAIT = 60.0
 _BACKGROUND_NICENESS = 10
 _RETENTION_PASS = "retention"
 _CATCH_UP = "catch up"
@@ -262,14 +262,13 @@ class Housekeeper:
         self.base = base
         self.compressed = 0
         self.removed = 0
-        # A path to compress, a retention pass, or None to stop.
-        self._queue: queue.SimpleQueue[Path | str | None] = queue.SimpleQueue()
+        # A path to compress with the time it was rotated (monotonic), a retention pass, or
+        # None to stop.
+        self._queue: queue.SimpleQueue[tuple[Path, float] | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stop_at = float("inf")
         self._unfinished = 0
         self._idle = threading.Condition()
-        # Rotated files submitted and not yet handled: the compression backlog.
-        self._waiting = 0
 
     def start(self, pending: list[Path]) -> None:
         """Start the thread; ``pending`` are plain rotated files left by an earlier run."""
@@ -285,9 +284,7 @@ class Housekeeper:
     def submit(self, plain: Path) -> None:
         """Compress ``plain`` (a just rotated file), then apply retention."""
         self._track(1)
-        with self._idle:
-            self._waiting += 1
-        self._queue.put(plain)
+        self._queue.put((plain, time.monotonic()))
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every submitted file is handled; False when ``timeout`` passes first."""
@@ -323,29 +320,24 @@ class Housekeeper:
                 return
             try:
                 if item is _CATCH_UP:
-                    leftovers = recover(self.directory, self.base)
-                    for index, plain in enumerate(leftovers):
-                        self._compress(plain, backlog=len(leftovers) - index)
-                elif isinstance(item, Path):
-                    with self._idle:
-                        backlog = self._waiting
-                    self._compress(item, backlog=backlog)
+                    for plain in recover(self.directory, self.base):
+                        self._compress(plain, waited=0.0)
+                elif isinstance(item, tuple):
+                    plain, rotated = item
+                    self._compress(plain, waited=time.monotonic() - rotated)
                 self._apply_retention()
             except Exception:
                 # Whatever fails here must not stop the thread: later rotations need it.
                 logger.exception("rotated file housekeeping failed item=%s", item)
             finally:
-                if isinstance(item, Path):
-                    with self._idle:
-                        self._waiting -= 1
                 if item is not _CATCH_UP:
                     self._track(-1)
 
-    def _compress(self, plain: Path, *, backlog: int) -> None:
+    def _compress(self, plain: Path, *, waited: float) -> None:
         if time.monotonic() >= self._stop_at:
             return
         started = time.monotonic()
-        idle = backlog <= IDLE_BACKLOG
+        idle = waited < IDLE_WAIT
         try:
             final = _in_background(
                 lambda: compress(plain, should_stop=lambda: time.monotonic() >= self._stop_at),

@@ -239,7 +239,7 @@ def test_a_listener_killed_while_rotating_loses_and_duplicates_nothing(
 ) -> None:
     # Hundreds of files wait for compression at the restart. Their priority is not what this
     # test is about, and on a busy test machine compression on idle time alone may not finish.
-    monkeypatch.setattr(rotation, "IDLE_BACKLOG", 0)
+    monkeypatch.setattr(rotation, "IDLE_WAIT", 0.0)
     directory = tmp_path / "store"
     script = textwrap.dedent(
         """
@@ -424,23 +424,29 @@ def test_a_failure_in_the_background_thread_reaches_the_caller() -> None:
         rotation._in_background(full_disk, idle=True)
 
 
-async def test_a_backlog_of_rotated_files_is_compressed_at_ordinary_priority(
+async def test_a_file_that_waited_too_long_is_compressed_at_ordinary_priority(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(rotation, "IDLE_BACKLOG", 1)
+    monkeypatch.setattr(rotation, "IDLE_WAIT", 0.5)
     directory = tmp_path / "store"
-    moments = [hours_ago(4 - index) for index in range(4)]
     plain = [
         write_rotated(directory, at, [json_record(at, index)], suffix=".jsonl")
-        for index, at in enumerate(moments)
+        for index, at in enumerate([hours_ago(3), hours_ago(2), hours_ago(1)])
     ]
     keeper = rotation.Housekeeper(directory, RotationPolicy())
     with caplog.at_level("INFO", logger="kongctl.auditlogs.rotation"):
-        keeper.start(plain)
+        keeper.submit(plain[0])
+        keeper.submit(plain[1])
+        await asyncio.sleep(0.6)  # both waited past IDLE_WAIT before the thread got to them
+        keeper.start([])
+        keeper.submit(plain[2])
         assert await asyncio.to_thread(keeper.wait_idle, 10)
         keeper.close(grace=5)
 
-    priorities = re.findall(r"priority=(\w+)", caplog.text)
-    # Four waiting files: the three beyond the allowance go at once, the last one on idle time.
-    assert priorities == ["lowered", "lowered", "lowered", "idle"]
-    assert [f.compressed for f in list_rotated(directory)] == [True] * 4
+    priorities = re.findall(r"path=\S+?(events-\S+) .*priority=(\w+)", caplog.text)
+    assert priorities == [
+        (plain[0].name + ".gz", "lowered"),
+        (plain[1].name + ".gz", "lowered"),
+        (plain[2].name + ".gz", "idle"),
+    ]
+    assert [f.compressed for f in list_rotated(directory)] == [True] * 3
