@@ -26,7 +26,7 @@ from typing import Any
 VENV_BIN = Path(sys.executable).parent
 RECORDS = 10
 # Modules that cost a good part of the start-up budget; --help and ps should import none.
-SLOW_MODULES = ("click", "logging", "dataclasses", "inspect", "yaml", "aiohttp", "jq")
+SLOW_MODULES = ("click", "logging", "dataclasses", "inspect", "typing", "yaml", "aiohttp", "jq")
 
 
 def write_process_records(config_home: Path, count: int = RECORDS) -> None:

@@ -12,9 +12,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from kongctl.errors import ConfigError
+
+# typing.TYPE_CHECKING without importing typing, which `kongctl ps` would pay for at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CONFIG_FILE_NAME = "config.yaml"
 _ENV_UNSAFE = re.compile(r"[.\-]")

@@ -6,7 +6,10 @@ Domain code raises them; it never exits the process itself.
 
 from __future__ import annotations
 
-from typing import Any
+# typing.TYPE_CHECKING without importing typing, which `kongctl ps` would pay for at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2

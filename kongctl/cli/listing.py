@@ -6,12 +6,16 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from kongctl.cli.render import emit, table
 from kongctl.processes.registry import LISTEN_KIND, ProcessRecord, load_records
 from kongctl.processes.runtime import status_of
 from kongctl.processes.scan import UnmanagedListener, find_unmanaged_listeners, option_value
+
+# typing.TYPE_CHECKING without importing typing, which `kongctl ps` would pay for at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EMPTY_LISTING = "No detached kongctl processes found."
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from kongctl.cli.spec import OUTPUT_FORMATS
 from kongctl.errors import UsageError
+
+# typing.TYPE_CHECKING without importing typing, which `kongctl ps` would pay for at start-up.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def output_format(value: object) -> str:

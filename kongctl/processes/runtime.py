@@ -14,15 +14,17 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
 
 from kongctl.processes.registry import ProcessRecord
 
+# typing.TYPE_CHECKING without importing typing, which `kongctl ps` would pay for at start-up.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from typing import Literal
 
-Status = Literal["running", "exited", "stale", "unknown"]
-Presence = Literal["alive", "gone", "unknown"]
+    Status = Literal["running", "exited", "stale", "unknown"]
+    Presence = Literal["alive", "gone", "unknown"]
 
 _PROC = Path("/proc")
 _POLL_INTERVAL = 0.05

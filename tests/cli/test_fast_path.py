@@ -22,7 +22,7 @@ from kongctl.processes.registry import ProcessRecord, records_dir, write_record
 KONGCTL = str(Path(sys.executable).parent / "kongctl")
 CLICK_CLI = "import sys; from kongctl.cli.root import run; sys.exit(run(sys.argv[1:]))"
 # Modules that would take a good part of the start-up time the fast path exists to save.
-SLOW_MODULES = ("click", "logging", "dataclasses", "inspect", "yaml", "aiohttp", "jq")
+SLOW_MODULES = ("click", "logging", "dataclasses", "inspect", "typing", "yaml", "aiohttp", "jq")
 
 
 @pytest.fixture
