@@ -24,15 +24,12 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 DEFAULT_ROTATE_SIZE = 64 << 20
 DEFAULT_BASE = "events"
@@ -46,11 +43,13 @@ _COMPRESS_LEVEL = 1
 # How often the thread looks again while no rotation happens: for files past their retention
 # time, and for rotated files a failed compression (a full disk) left uncompressed.
 CATCH_UP_INTERVAL = 300.0
-# Compression takes only processor time nothing else wants (SCHED_IDLE), so a burst of
-# deliveries never waits for it. A file that has waited this long for its compression gets it
-# at a lowered ordinary priority instead, so under sustained load uncompressed files cannot
-# pile up.
-IDLE_WAIT = 60.0
+# A rotated file is compressed once the store has had no write for QUIET_PERIOD seconds, so a
+# burst of deliveries never shares the processor with compression; or once the file has
+# waited MAX_WAIT seconds, so that under sustained load uncompressed files cannot pile up.
+QUIET_PERIOD = 1.0
+MAX_WAIT = 60.0
+_QUIET_POLL = 0.2
+# The thread yields the processor to ingestion when both want it.
 _BACKGROUND_NICENESS = 10
 _RETENTION_PASS = "retention"
 _CATCH_UP = "catch up"
@@ -256,13 +255,21 @@ class Housekeeper:
 
     catch_up_interval = CATCH_UP_INTERVAL
 
-    def __init__(self, directory: Path, policy: RotationPolicy, base: str = DEFAULT_BASE):
+    def __init__(
+        self,
+        directory: Path,
+        policy: RotationPolicy,
+        base: str = DEFAULT_BASE,
+        last_write: Callable[[], float] = lambda: float("-inf"),
+    ):
+        """``last_write`` tells when (``time.monotonic()``) the store last wrote records."""
         self.directory = directory
         self.policy = policy
         self.base = base
+        self._last_write = last_write
         self.compressed = 0
         self.removed = 0
-        # A path to compress with the time it was rotated (monotonic), a retention pass, or
+        # A path to compress with the time it was submitted (monotonic), a retention pass, or
         # None to stop.
         self._queue: queue.SimpleQueue[tuple[Path, float] | str | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -310,7 +317,7 @@ class Housekeeper:
                 self._idle.notify_all()
 
     def _run(self) -> None:
-        _lower_thread_priority(idle=False)
+        _lower_thread_priority()
         while True:
             try:
                 item = self._queue.get(timeout=self.catch_up_interval)
@@ -321,10 +328,9 @@ class Housekeeper:
             try:
                 if item is _CATCH_UP:
                     for plain in recover(self.directory, self.base):
-                        self._compress(plain, waited=0.0)
+                        self._compress(plain, submitted=time.monotonic())
                 elif isinstance(item, tuple):
-                    plain, rotated = item
-                    self._compress(plain, waited=time.monotonic() - rotated)
+                    self._compress(*item)
                 self._apply_retention()
             except Exception:
                 # Whatever fails here must not stop the thread: later rotations need it.
@@ -333,16 +339,24 @@ class Housekeeper:
                 if item is not _CATCH_UP:
                     self._track(-1)
 
-    def _compress(self, plain: Path, *, waited: float) -> None:
-        if time.monotonic() >= self._stop_at:
+    def _wait_for_quiet(self, submitted: float) -> bool:
+        """Wait until the store is quiet or the file waited long enough; False when stopping."""
+        while True:
+            now = time.monotonic()
+            if now >= self._stop_at:
+                return False
+            if self._stop_at != float("inf"):
+                return True  # the store is closing: nothing more will be written
+            if now - self._last_write() >= QUIET_PERIOD or now - submitted >= MAX_WAIT:
+                return True
+            time.sleep(_QUIET_POLL)
+
+    def _compress(self, plain: Path, submitted: float) -> None:
+        if not self._wait_for_quiet(submitted):
             return
         started = time.monotonic()
-        idle = waited < IDLE_WAIT
         try:
-            final = _in_background(
-                lambda: compress(plain, should_stop=lambda: time.monotonic() >= self._stop_at),
-                idle=idle,
-            )
+            final = compress(plain, should_stop=lambda: time.monotonic() >= self._stop_at)
         except FileNotFoundError:
             return  # retention got to it first
         except CompressionStopped:
@@ -353,11 +367,11 @@ class Housekeeper:
             return
         self.compressed += 1
         logger.info(
-            "rotated file compressed path=%s bytes=%d seconds=%.2f priority=%s",
+            "rotated file compressed path=%s bytes=%d seconds=%.2f waited=%.1f",
             final,
             final.stat().st_size,
             time.monotonic() - started,
-            "idle" if idle else "lowered",
+            started - submitted,
         )
 
     def _apply_retention(self) -> None:
@@ -382,30 +396,10 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _in_background(work: Callable[[], T], *, idle: bool) -> T:
-    """Run ``work`` in a fresh thread at background priority; return or raise its outcome.
-
-    A thread of its own per file, because an unprivileged thread that went SCHED_IDLE may not
-    come back to ordinary scheduling.
-    """
-    with ThreadPoolExecutor(
-        max_workers=1,
-        thread_name_prefix="event-store-compression",
-        initializer=_lower_thread_priority,
-        initargs=(idle,),
-    ) as worker:
-        return worker.submit(work).result()
-
-
-def _lower_thread_priority(idle: bool) -> None:
-    # Linux applies both to the calling thread alone when given its thread id. Where either is
-    # missing (another system), the thread keeps its priority: slower ingest, nothing lost.
-    thread = threading.get_native_id()
+def _lower_thread_priority() -> None:
+    # Linux applies a nice value to a single thread when given its id.
     with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, thread, _BACKGROUND_NICENESS)
-    if idle:
-        with contextlib.suppress(OSError, AttributeError):
-            os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _BACKGROUND_NICENESS)
 
 
 def _unlink(path: Path) -> None:

@@ -144,6 +144,8 @@ class EventStore:
         # before it is acknowledged, or its records could vanish with the new file's name.
         self._directory_unsynced = False
         self._housekeeper: Housekeeper | None = None
+        # When (time.monotonic()) the last group was synced: compression waits for a pause.
+        self._last_write = float("-inf")
 
     def open(self) -> int:
         """Create or open the record file, repair a torn last line, and start the writer.
@@ -179,7 +181,9 @@ class EventStore:
         self._fd = fd
         self._closing = False
         if self.rotation is not None:
-            self._housekeeper = Housekeeper(self.directory, self.rotation, self._base)
+            self._housekeeper = Housekeeper(
+                self.directory, self.rotation, self._base, last_write=lambda: self._last_write
+            )
             if self._rotation_due():
                 self._rotate()
             self._housekeeper.start(pending)
@@ -332,6 +336,7 @@ class EventStore:
                 self._needs_cut = False
             _write_fully(fd, buffers)
             os.fdatasync(fd)
+            self._last_write = time.monotonic()
             if self._directory_unsynced:
                 _fsync_dir(self.directory)
                 self._directory_unsynced = False

@@ -7,7 +7,6 @@ import errno
 import gzip
 import itertools
 import json
-import os
 import re
 import signal
 import subprocess
@@ -60,6 +59,12 @@ def read_every_file(directory: Path) -> list[bytes]:
     current = (directory / "events.jsonl").read_bytes()
     assert current == b"" or current.endswith(b"\n")
     return records + current.split(b"\n")[:-1]
+
+
+@pytest.fixture(autouse=True)
+def short_quiet_period(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compression waits for a pause in the appends; a short one keeps these tests quick.
+    monkeypatch.setattr(rotation, "QUIET_PERIOD", 0.05)
 
 
 @pytest.fixture
@@ -234,12 +239,7 @@ async def test_a_plain_copy_left_beside_its_compressed_file_is_removed(tmp_path:
     assert read_every_file(directory) == tagged(0, 0, 5)
 
 
-def test_a_listener_killed_while_rotating_loses_and_duplicates_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Hundreds of files wait for compression at the restart. Their priority is not what this
-    # test is about, and on a busy test machine compression on idle time alone may not finish.
-    monkeypatch.setattr(rotation, "IDLE_WAIT", 0.0)
+def test_a_listener_killed_while_rotating_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     script = textwrap.dedent(
         """
@@ -398,55 +398,47 @@ async def test_a_compression_that_failed_is_retried_later(
     assert read_every_file(store.directory) == tagged(0, 0, 30)
 
 
-def _thread_scheduling() -> tuple[int, int]:
-    thread = threading.get_native_id()
-    return os.sched_getscheduler(thread), os.getpriority(os.PRIO_PROCESS, thread)
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux only")
-def test_compression_runs_at_idle_priority_in_a_thread_of_its_own() -> None:
-    caller = _thread_scheduling()
-
-    idle_policy, _ = rotation._in_background(_thread_scheduling, idle=True)
-    lowered_policy, lowered_nice = rotation._in_background(_thread_scheduling, idle=False)
-
-    assert idle_policy == os.SCHED_IDLE
-    assert lowered_policy == os.SCHED_OTHER
-    assert lowered_nice >= 10
-    assert _thread_scheduling() == caller  # the calling thread keeps its own priority
-
-
-def test_a_failure_in_the_background_thread_reaches_the_caller() -> None:
-    def full_disk() -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    with pytest.raises(OSError, match="No space left"):
-        rotation._in_background(full_disk, idle=True)
-
-
-async def test_a_file_that_waited_too_long_is_compressed_at_ordinary_priority(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+async def test_rotated_files_wait_for_a_pause_in_the_appends_before_compression(
+    open_store: Callable[..., EventStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rotation, "IDLE_WAIT", 0.5)
-    directory = tmp_path / "store"
-    plain = [
-        write_rotated(directory, at, [json_record(at, index)], suffix=".jsonl")
-        for index, at in enumerate([hours_ago(3), hours_ago(2), hours_ago(1)])
-    ]
-    keeper = rotation.Housekeeper(directory, RotationPolicy())
-    with caplog.at_level("INFO", logger="kongctl.auditlogs.rotation"):
-        keeper.submit(plain[0])
-        keeper.submit(plain[1])
-        await asyncio.sleep(0.6)  # both waited past IDLE_WAIT before the thread got to them
-        keeper.start([])
-        keeper.submit(plain[2])
-        assert await asyncio.to_thread(keeper.wait_idle, 10)
-        keeper.close(grace=5)
+    monkeypatch.setattr(rotation, "QUIET_PERIOD", 0.5)
+    store = open_store(rotate_size=1024)
+    until = time.monotonic() + 1.5
+    batch = 0
+    while time.monotonic() < until:
+        await store.append(tagged(0, batch, 10))
+        batch += 1
+        await asyncio.sleep(0.05)
+        assert not any(f.compressed for f in list_rotated(store.directory))
 
-    priorities = re.findall(r"path=\S+?(events-\S+) .*priority=(\w+)", caplog.text)
-    assert priorities == [
-        (plain[0].name + ".gz", "lowered"),
-        (plain[1].name + ".gz", "lowered"),
-        (plain[2].name + ".gz", "idle"),
+    assert len(list_rotated(store.directory)) >= 3
+    assert await asyncio.to_thread(store.wait_for_housekeeping, 10)
+    assert all(f.compressed for f in list_rotated(store.directory))
+    assert read_every_file(store.directory) == [
+        record for number in range(batch) for record in tagged(0, number, 10)
     ]
-    assert [f.compressed for f in list_rotated(directory)] == [True] * 3
+
+
+async def test_a_rotated_file_is_compressed_under_sustained_appends_once_it_waited_long_enough(
+    open_store: Callable[..., EventStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rotation, "QUIET_PERIOD", 5.0)  # never reached: only MAX_WAIT can apply
+    monkeypatch.setattr(rotation, "MAX_WAIT", 0.3)
+    store = open_store(rotate_size=1024)
+    first = None
+    deadline = time.monotonic() + 10
+    batch = 0
+    while time.monotonic() < deadline:
+        await store.append(tagged(0, batch, 10))
+        batch += 1
+        await asyncio.sleep(0.02)
+        rotated = list_rotated(store.directory)
+        if first is None and rotated:
+            first = rotated[0].key
+        if any(f.key == first and f.compressed for f in rotated):
+            break
+    else:
+        pytest.fail("no rotated file was compressed while appends went on")
+    assert read_every_file(store.directory) == [
+        record for number in range(batch) for record in tagged(0, number, 10)
+    ]
