@@ -2,7 +2,8 @@
 
 When ``events.jsonl`` passes the rotate size, the store's writer renames it, between two
 groups, to ``events-<UTC time>.jsonl`` and opens a fresh ``events.jsonl``. A background thread
-then compresses the rotated file in steps that each leave a state the next start recognises:
+compresses the rotated file once the appends pause (or it has waited a minute), in steps that
+each leave a state the next start recognises:
 
 1. ``events-<t>.jsonl`` is gzipped into ``events-<t>.jsonl.gz.tmp``, which is fsynced;
 2. the ``.tmp`` is renamed to ``events-<t>.jsonl.gz`` and the directory fsynced;
