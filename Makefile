@@ -18,11 +18,11 @@ $(STAMP): pyproject.toml Makefile
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check kongctl tests scripts
-	$(BIN)/ruff check kongctl tests scripts
+	$(BIN)/ruff format --check kongctl tests scripts bench
+	$(BIN)/ruff check kongctl tests scripts bench
 
 typecheck: $(STAMP)
-	$(BIN)/mypy kongctl
+	$(BIN)/mypy kongctl bench
 
 unit: $(STAMP)
 	$(BIN)/pytest -q

@@ -165,9 +165,9 @@ def run_python_senders(url: str, body_dir: Path, senders: int, seconds: float) -
     import aiohttp
 
     shares = []
-    for sender in range(senders):
-        data = (body_dir / f"bodies-{sender}").read_bytes()
-        sizes = [int(size) for size in (body_dir / f"sizes-{sender}").read_text().split()]
+    for share in range(senders):
+        data = (body_dir / f"bodies-{share}").read_bytes()
+        sizes = [int(size) for size in (body_dir / f"sizes-{share}").read_text().split()]
         offsets = [sum(sizes[:j]) for j in range(len(sizes))]
         shares.append([data[o : o + s] for o, s in zip(offsets, sizes, strict=True)])
     load = Load(generator="python (aiohttp client)", seconds=seconds)

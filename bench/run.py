@@ -81,7 +81,11 @@ def table(results: dict[str, Any]) -> str:
             f"{i['verify']} ({i['record_files']} files)",
             "all, exactly once",
         ),
-        ("tail --jq filter path", f"{j['kongctl_records_per_s']:,} records/s", ""),
+        (
+            "tail --jq filter path",
+            f"{j['kongctl_records_per_s']:,} records/s (jq {j['jq_package']})",
+            "",
+        ),
         (
             "jq CLI, same records and filter",
             f"{j.get('jq_cli_records_per_s', 0):,} records/s ({j.get('jq_cli', '-')})",

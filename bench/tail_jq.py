@@ -69,6 +69,21 @@ def best(runs: int, measure: Callable[[], float]) -> float:
     return min(measure() for _ in range(runs))
 
 
+def jq_package_build() -> str:
+    """Which build of the jq package runs: the figures depend on it (docs/performance.md)."""
+    from importlib.metadata import distribution
+
+    dist = distribution("jq")
+    tags = [
+        line.split(":", 1)[1].strip()
+        for line in (dist.read_text("WHEEL") or "").splitlines()
+        if line.startswith("Tag:")
+    ]
+    published = any("manylinux" in tag or "macosx" in tag for tag in tags)
+    how = "published wheel, compiled without optimisation" if published else "built here"
+    return f"{dist.version} ({how})"
+
+
 def measure(
     count: int = 100_000,
     expression: str = FILTER,
@@ -86,6 +101,7 @@ def measure(
         "filter": expression,
         "kongctl_records_per_s": round(ours),
         "libjq_parse_only_records_per_s": round(parse_only),
+        "jq_package": jq_package_build(),
     }
 
     jq_path = shutil.which("jq")
