@@ -319,8 +319,8 @@ def _listen_here(ctx: CliContext, options: ListenOptions, connection: Any) -> No
     else:
         ctx.start_logging()
     try:
-        # uvloop's event loop does the per-request socket and scheduling work in C: about a
-        # tenth more acknowledged batches per second on the same cores (docs/performance.md).
+        # uvloop's event loop does the per-request socket and scheduling work in C: more
+        # acknowledged batches per second on the same cores (docs/performance.md).
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_session_main(ctx, options, connection))
     except Exception as exc:
