@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 
 from kongctl.cli.spec import HELP_FLAGS
+from kongctl.errors import EXIT_USAGE
 
-_EXIT_USAGE = 2  # kongctl.errors.EXIT_USAGE; that module costs an import of typing
 # Formats the fast path prints; yaml loads PyYAML anyway, so it is left to click.
 _LISTING_OUTPUTS = ("text", "json")
 
@@ -22,7 +22,7 @@ def run_fast(args: list[str]) -> int | None:
     if not args:
         # click answers a bare `kongctl` with the help page on stderr and a usage status.
         sys.stderr.write(_root_help())
-        return _EXIT_USAGE
+        return EXIT_USAGE
     if len(args) == 1 and args[0] in HELP_FLAGS:
         sys.stdout.write(_root_help())
         sys.stdout.flush()
