@@ -1,3 +1,3 @@
-from kongctl.cli.root import main
+from kongctl.cli.main import main
 
 main()
