@@ -390,6 +390,7 @@ class Housekeeper:
 
 
 def fsync_dir(directory: Path) -> None:
+    """Make renames, creations and removals in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

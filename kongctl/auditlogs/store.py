@@ -30,6 +30,7 @@ from typing import Any
 from kongctl.auditlogs.rotation import (
     Housekeeper,
     RotationPolicy,
+    fsync_dir,
     newest_key,
     next_rotated_path,
     recover,
@@ -95,7 +96,7 @@ def write_state_file(path: Path, data: Mapping[str, Any]) -> None:
             tmp.flush()
             os.fsync(tmp.fileno())
         os.replace(tmp_name, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         _remove_quietly(tmp_name)
         raise _store_error(f"cannot write {path}", exc) from exc
@@ -159,7 +160,7 @@ class EventStore:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(self.directory, 0o700)
             if created:
-                _fsync_dir(self.directory.parent)
+                fsync_dir(self.directory.parent)
             self._lock_fd = self._lock()
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -170,7 +171,7 @@ class EventStore:
             os.fchmod(fd, 0o600)
             dropped = self._repair_torn_tail(fd)
             # The file's directory entry must survive a crash as well as its content.
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             self._size = os.fstat(fd).st_size
             pending = self._recover_rotation()
         except OSError as exc:
@@ -338,7 +339,7 @@ class EventStore:
             os.fdatasync(fd)
             self._last_write = time.monotonic()
             if self._directory_unsynced:
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
                 self._directory_unsynced = False
         except OSError as exc:
             self._cut_back(fd)
@@ -393,7 +394,7 @@ class EventStore:
         os.close(old_fd)
         try:
             # One sync makes both the rename and the new file durable.
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except OSError:
             self._directory_unsynced = True
         return rotated, size
@@ -479,14 +480,6 @@ def _call_soon(future: asyncio.Future[None], callback: Callable[..., None], *arg
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_quietly(name: str) -> None:
