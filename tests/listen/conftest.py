@@ -144,6 +144,22 @@ def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
     raise AssertionError("condition not met in time")
 
 
+def listener_flags(konnect_url: str, port: int, authorization: str = AUTH) -> list[str]:
+    """The flags of a listener on loopback ``port`` that the emulator at ``konnect_url`` knows."""
+    return [
+        "--base-url",
+        konnect_url,
+        "--pat",
+        TOKEN,
+        "--endpoint",
+        f"http://127.0.0.1:{port}/audit-logs",
+        "--listen-address",
+        f"127.0.0.1:{port}",
+        "--authorization",
+        authorization,
+    ]
+
+
 @pytest.fixture
 def start_listener(
     konnect: Konnect, config_home: Path, tmp_path: Path
@@ -158,16 +174,7 @@ def start_listener(
             "-m",
             "kongctl",
             verb,
-            "--base-url",
-            konnect.url,
-            "--pat",
-            TOKEN,
-            "--endpoint",
-            f"http://127.0.0.1:{port}/audit-logs",
-            "--listen-address",
-            f"127.0.0.1:{port}",
-            "--authorization",
-            AUTH,
+            *listener_flags(konnect.url, port),
             "--log-level",
             "debug",
             *args,

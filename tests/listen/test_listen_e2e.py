@@ -9,7 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from tests.listen.conftest import AUTH, TOKEN, Konnect, free_port, wait_for
+from tests.listen.conftest import AUTH, Konnect, free_port, listener_flags, wait_for
 
 
 def destinations(konnect: Konnect) -> list[dict]:
@@ -251,16 +251,7 @@ def test_tail_into_a_closed_pipe_stops_quietly_and_cleans_up(konnect, tmp_path):
         "-m",
         "kongctl",
         "tail",
-        "--base-url",
-        konnect.url,
-        "--pat",
-        TOKEN,
-        "--endpoint",
-        f"http://127.0.0.1:{port}/audit-logs",
-        "--listen-address",
-        f"127.0.0.1:{port}",
-        "--authorization",
-        AUTH,
+        *listener_flags(konnect.url, port),
     ]
     tail = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     wait_for(lambda: destinations(konnect) and region_webhook(konnect)["enabled"], 20)

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from tests.listen.conftest import TOKEN, listener_flags
 from tests.processes.conftest import pid_alive, wait_for
 
-TOKEN = "kpat_emulator"
 AUTHORIZATION = "Bearer listener-s3cret"
 EMULATOR_FLAGS = ["--event-rate", "0", "--retry-base", "0.05", "--retry-max", "0.2"]
 
@@ -99,16 +99,7 @@ def listen_detached(konnect: Emulator, port: int, *extra: str) -> subprocess.Com
     return kongctl(
         "listen",
         *extra,
-        "--base-url",
-        konnect.url,
-        "--pat",
-        TOKEN,
-        "--endpoint",
-        f"http://127.0.0.1:{port}/audit-logs",
-        "--listen-address",
-        f"127.0.0.1:{port}",
-        "--authorization",
-        AUTHORIZATION,
+        *listener_flags(konnect.url, port, AUTHORIZATION),
         "--detach",
         "-o",
         "json",
