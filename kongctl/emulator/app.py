@@ -72,20 +72,21 @@ async def _faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     if rule.delay:
         await asyncio.sleep(rule.delay)
     if rule.reset:
-        _abort_connection(request)
+        reset_connection(request)
         return web.Response(status=500)
     if rule.status is None:
         return await handler(request)
     return _fault_response(rule, request.path)
 
 
-def _abort_connection(request: web.Request) -> None:
+def reset_connection(request: web.BaseRequest) -> None:
+    """Drop the request's connection with a TCP reset, as a crashed proxy would."""
     transport = request.transport
     if transport is None:
         return
     sock = transport.get_extra_info("socket")
     if sock is not None:
-        # Linger zero turns the close into a TCP reset, as a crashed proxy would send.
+        # Linger zero turns the close into a TCP reset.
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     transport.abort()

@@ -11,13 +11,10 @@ real ``kongctl`` process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fnmatch
 import json
 import re
 import signal
-import socket
-import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -32,7 +29,7 @@ from aiohttp import web
 from kongctl.auditlogs.options import ListenOptions
 from kongctl.auditlogs.session import ListenSession, SessionIO
 from kongctl.cli.root import run
-from kongctl.emulator.app import RunningEmulator
+from kongctl.emulator.app import RunningEmulator, reset_connection
 from kongctl.errors import KongctlError
 from kongctl.konnect.auditlogs import AuditLogsAPI
 from kongctl.konnect.client import KonnectClient
@@ -152,19 +149,8 @@ class LossyNetwork:
             }
         self.acted.append((request.method, request.path, status))
         if rule is not None and rule.lose_answer:
-            _reset(request)
+            reset_connection(request)
         return web.Response(status=status, body=payload, headers=kept)
-
-
-def _reset(request: web.BaseRequest) -> None:
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
 
 
 @pytest.fixture
