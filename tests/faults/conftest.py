@@ -184,6 +184,15 @@ class Audit:
     lost_records: int
     unacknowledged_stored_batches: int
 
+    def counts(self) -> dict[str, int]:
+        """The record counts of a row of figures (``Figures.record``)."""
+        return {
+            "sent": self.sent_records,
+            "acknowledged": self.acknowledged_records,
+            "stored": self.stored_records,
+            "lost": self.lost_records,
+        }
+
 
 def audit_record_file(data: bytes, ledger: Ledger) -> Audit:
     """Check the file against the ledger and return the counts.

@@ -77,10 +77,7 @@ def test_sigkill_under_load_loses_no_acknowledged_batch_and_the_torn_tail_is_rep
         f"{senders} concurrent senders, 10 records a batch, killed after >= {batches}"
         f" acknowledged batches ({rounds} round(s)); a torn line appended before each restart",
         "every acknowledged record stored once; torn tail cut; appends resume on a clean line",
-        sent=audit.sent_records,
-        acknowledged=audit.acknowledged_records,
-        stored=audit.stored_records,
-        lost=audit.lost_records,
+        **audit.counts(),
     )
 
 
@@ -122,10 +119,7 @@ def test_sigterm_under_load_finishes_batches_in_flight_and_stores_none_by_halves
         f" signal after >= {batches} acknowledged batches",
         "in-flight batches finished and acknowledged; later ones refused; none half-stored;"
         " exit 0, Konnect cleaned up",
-        sent=audit.sent_records,
-        acknowledged=audit.acknowledged_records,
-        stored=audit.stored_records,
-        lost=audit.lost_records,
+        **audit.counts(),
     )
 
 
@@ -216,10 +210,7 @@ def test_a_full_disk_answers_500_stores_no_partial_line_and_recovers(
         f"4 concurrent senders, 80 batches of 8 records into 16 KiB of free space;"
         f" {len(refused)} batches answered 500; then space freed",
         "500 for what did not fit, no partial line, 202 again once space returned",
-        sent=audit.sent_records,
-        acknowledged=audit.acknowledged_records,
-        stored=audit.stored_records,
-        lost=audit.lost_records,
+        **audit.counts(),
     )
 
 
@@ -252,10 +243,7 @@ def test_a_file_size_limit_answers_500_and_recovers_when_lifted(
         f"limit set 8 KiB above the file; 4 senders x 8 batches; {refused} answered 500;"
         " then lifted",
         "500 and no partial line while limited, no SIGXFSZ death, 202 once lifted",
-        sent=audit.sent_records,
-        acknowledged=audit.acknowledged_records,
-        stored=audit.stored_records,
-        lost=audit.lost_records,
+        **audit.counts(),
     )
 
 
