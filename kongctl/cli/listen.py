@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import uvloop
 
 from kongctl.auditlogs.options import (
     DEFAULT_LISTEN_ADDRESS,
@@ -318,9 +317,12 @@ def _listen_here(ctx: CliContext, options: ListenOptions, connection: Any) -> No
         ctx.start_logging(log_file, at_least="info")
     else:
         ctx.start_logging()
+    # Imported here: only a listener that runs needs it, not --help or a rejected flag.
+    # uvloop's event loop does the per-request socket and scheduling work in C: more
+    # acknowledged batches per second on the same cores (docs/performance.md).
+    import uvloop
+
     try:
-        # uvloop's event loop does the per-request socket and scheduling work in C: more
-        # acknowledged batches per second on the same cores (docs/performance.md).
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(_session_main(ctx, options, connection))
     except Exception as exc:
