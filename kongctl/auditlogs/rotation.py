@@ -344,10 +344,9 @@ class Housekeeper:
         """Wait until the store is quiet or the file waited long enough; False when stopping."""
         while True:
             now = time.monotonic()
-            if now >= self._stop_at:
-                return False
             if self._stop_at != float("inf"):
-                return True  # the store is closing: nothing more will be written
+                # The store is closing: nothing more will be written, only the grace counts.
+                return now < self._stop_at
             if now - self._last_write() >= QUIET_PERIOD or now - submitted >= MAX_WAIT:
                 return True
             time.sleep(_QUIET_POLL)
